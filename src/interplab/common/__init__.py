@@ -1,0 +1,1 @@
+"""Shared helpers used by every area: errors, output folders, atomic I/O, figures, data, models."""

@@ -1,0 +1,115 @@
+"""Atomic writes: every file is written under a temporary name in its folder, then renamed.
+
+A crash or an error part-way never leaves a half-written file behind, and an existing file is
+only replaced once its successor is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy/torch scalars and arrays, paths and dataclasses into JSON-ready values.
+
+    Non-finite floats become ``None`` so the file stays strict JSON.
+    """
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if hasattr(obj, "detach") and hasattr(obj, "tolist"):  # torch tensors
+        return to_jsonable(obj.detach().cpu().tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | os.PathLike[str], data: Any, indent: int | None = 2) -> Path:
+    """Write ``data`` as strict JSON atomically (numpy values and NaN handled)."""
+    return write_text(path, json.dumps(to_jsonable(data), indent=indent, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: Any) -> Path:
+    """Write an iterable of dicts as JSON Lines atomically."""
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(to_jsonable(row), ensure_ascii=False) + "\n")
+    return Path(path)
+
+
+def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
+    """Save a numpy array (``.npy``, no pickle) atomically."""
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    return Path(path)
+
+
+def save_tensor(path: str | os.PathLike[str], tensor: Any) -> Path:
+    """Save a tensor or a dict of tensors with ``torch.save`` atomically (load with weights_only=True)."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(tensor, tmp)
+    return Path(path)
+
+
+def write_parquet(path: str | os.PathLike[str], table: Any) -> Path:
+    """Write a pandas DataFrame or pyarrow Table to Parquet atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not isinstance(table, pa.Table):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)

@@ -1,0 +1,67 @@
+"""Figure saving in one report style: every figure is written as PNG and as vector PDF."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from interplab.common.atomic import atomic_path
+
+REPORT_STYLE: dict[str, Any] = {
+    "figure.dpi": 110,
+    "savefig.dpi": 200,
+    "savefig.bbox": "tight",
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.frameon": False,
+    "pdf.fonttype": 42,  # TrueType in PDFs so journals accept the text
+    "ps.fonttype": 42,
+    "image.cmap": "viridis",
+}
+
+
+@contextlib.contextmanager
+def report_style() -> Iterator[None]:
+    """Apply the report style inside the block."""
+    with plt.rc_context(REPORT_STYLE):
+        yield
+
+
+def new_figure(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """``plt.subplots`` under the report style."""
+    with report_style():
+        return plt.subplots(*args, **kwargs)
+
+
+def save_figure(
+    fig: Any, path: str | os.PathLike[str], formats: tuple[str, ...] = ("png", "pdf")
+) -> list[Path]:
+    """Save ``fig`` atomically in each format (the suffix of ``path`` is replaced) and close it.
+
+    Returns the written paths, PNG first. A ``path`` ending in ``.png`` or ``.pdf`` still yields both.
+    """
+    base = Path(path)
+    if base.suffix.lower() in {".png", ".pdf", ".svg"}:
+        base = base.with_suffix("")
+    written: list[Path] = []
+    with report_style():
+        for fmt in formats:
+            target = base.with_name(base.name + f".{fmt}")
+            with atomic_path(target) as tmp:
+                fig.savefig(tmp, format=fmt)
+            written.append(target)
+    plt.close(fig)
+    return written

@@ -1,0 +1,1 @@
+"""The masks area of interplab."""

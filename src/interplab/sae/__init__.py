@@ -1,0 +1,1 @@
+"""The sae area of interplab."""

@@ -1,0 +1,254 @@
+"""TransformerLens-style hook points on Hugging Face models, built from forward hooks on the model's
+own modules.
+
+=================  ==========================================================================
+hook               module hooked (block ``L`` = ``find_blocks(model)[L]``)
+=================  ==========================================================================
+hook_resid_pre     input of block L (forward pre-hook) — equals ``hidden_states[L]``
+hook_resid_post    output of block L — equals ``hidden_states[L + 1]`` (see note on the last layer)
+hook_attn_out      output of the attention sub-module: ``self_attn`` (Llama/Qwen/Mistral), ``attn``
+                   (GPT-2), ``attention`` (GPT-NeoX); BERT: ``attention.output.dense`` (the
+                   projection added to the residual, before BERT's residual add + LayerNorm)
+hook_mlp_out       output of ``mlp`` (Llama/Qwen/GPT-2/GPT-NeoX); BERT: ``output.dense`` (the MLP's
+                   down projection, before the residual add + LayerNorm)
+=================  ==========================================================================
+
+Hugging Face applies the final norm (GPT-2 ``ln_f``, Llama ``norm``) to the *last* entry of
+``output_hidden_states``; ``blocks.{n-1}.hook_resid_post`` is the block output before that norm,
+as in TransformerLens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from interplab.common.errors import InterplabError
+from interplab.common.models import LoadedModel, find_blocks
+
+HOOK_KINDS = ("hook_resid_pre", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
+
+_ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
+_MLP_NAMES = ("mlp", "feed_forward", "ffn")
+
+
+@dataclasses.dataclass(frozen=True)
+class HookPoint:
+    """A hook point: block index, kind (one of :data:`HOOK_KINDS`) and the full name."""
+
+    layer: int
+    kind: str
+    name: str  # f"blocks.{layer}.{kind}"
+
+
+class _StopForward(Exception):
+    """Raised from a hook to end the forward pass once the hooked activation is captured."""
+
+
+def _module(model: Any) -> nn.Module:
+    return model.model if isinstance(model, LoadedModel) else model
+
+
+def n_layers(model: Any) -> int:
+    """Number of transformer blocks."""
+    return len(find_blocks(_module(model))[1])
+
+
+def valid_hook_names(model: Any) -> list[str]:
+    """Every full hook name the model offers."""
+    return [f"blocks.{layer}.{kind}" for layer in range(n_layers(model)) for kind in HOOK_KINDS]
+
+
+def resolve_hook(model: Any, hook: str, layer: int | None = None) -> HookPoint:
+    """Turn ``hook`` (``hook_resid_post`` with ``layer``, or ``blocks.L.hook_resid_post``) into a
+    :class:`HookPoint`, checking the kind and the layer range."""
+    n = n_layers(model)
+    hook = str(hook).strip()
+    m = re.fullmatch(r"blocks\.(-?\d+)\.(\w+)", hook)
+    if m:
+        full_layer, kind = int(m.group(1)), m.group(2)
+        if layer is not None and int(layer) != full_layer:
+            raise InterplabError(f"hook {hook!r} names layer {full_layer} but --layer is {layer}")
+        layer = full_layer
+    else:
+        kind = hook
+    if kind not in HOOK_KINDS:
+        raise InterplabError(
+            f"unknown hook {hook!r}; expected one of: {', '.join(HOOK_KINDS)} "
+            f"(with --layer 0..{n - 1}) or a full name such as blocks.0.hook_resid_post"
+        )
+    if layer is None:
+        raise InterplabError(f"hook {hook!r} needs a layer: pass --layer 0..{n - 1} or blocks.L.{kind}")
+    layer = int(layer)
+    if not 0 <= layer < n:
+        raise InterplabError(f"layer {layer} out of range: the model has {n} layers (valid: 0..{n - 1})")
+    return HookPoint(layer=layer, kind=kind, name=f"blocks.{layer}.{kind}")
+
+
+def _submodule(block: nn.Module, names: tuple[str, ...], what: str, block_name: str) -> nn.Module:
+    for name in names:
+        sub = getattr(block, name, None)
+        if isinstance(sub, nn.Module):
+            return sub
+    children = ", ".join(n for n, _ in block.named_children())
+    raise InterplabError(f"{block_name}: no {what} sub-module found (children: {children})")
+
+
+def _is_bert_block(block: nn.Module) -> bool:
+    attention = getattr(block, "attention", None)
+    output = getattr(block, "output", None)
+    return (
+        attention is not None
+        and isinstance(getattr(getattr(attention, "output", None), "dense", None), nn.Linear)
+        and isinstance(getattr(output, "dense", None), nn.Linear)
+    )
+
+
+def hook_module(model: Any, hp: HookPoint) -> tuple[nn.Module, bool]:
+    """The module whose output (or, for ``hook_resid_pre``, input) is the hook point; bool = pre-hook."""
+    path, blocks = find_blocks(_module(model))
+    block = blocks[hp.layer]
+    block_name = f"{path}.{hp.layer}"
+    if hp.kind == "hook_resid_pre":
+        return block, True
+    if hp.kind == "hook_resid_post":
+        return block, False
+    if _is_bert_block(block):
+        return (block.attention.output.dense if hp.kind == "hook_attn_out" else block.output.dense), False
+    if hp.kind == "hook_attn_out":
+        return _submodule(block, _ATTN_NAMES, "attention", block_name), False
+    return _submodule(block, _MLP_NAMES, "MLP", block_name), False
+
+
+def _first(out: Any) -> Tensor:
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, tuple | list) and out and isinstance(out[0], Tensor):
+        return out[0]
+    if hasattr(out, "last_hidden_state"):
+        return out.last_hidden_state
+    raise TypeError(f"cannot find the activation tensor in a module output of type {type(out).__name__}")
+
+
+def _replace_first(out: Any, new: Tensor) -> Any:
+    if isinstance(out, Tensor):
+        return new
+    if isinstance(out, tuple):
+        return (new, *out[1:])
+    if isinstance(out, list):
+        return [new, *out[1:]]
+    raise TypeError(f"cannot replace the activation in a module output of type {type(out).__name__}")
+
+
+def _pre_input(args: tuple, kwargs: dict) -> Tensor:
+    if args and isinstance(args[0], Tensor):
+        return args[0]
+    return kwargs["hidden_states"]
+
+
+def forward_kwargs(model: nn.Module) -> dict[str, Any]:
+    """Extra keyword arguments for an activation-only forward (no KV cache when the model has one)."""
+    params = inspect.signature(model.forward).parameters
+    return {"use_cache": False} if "use_cache" in params else {}
+
+
+def _run(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, **kwargs: Any) -> Any:
+    dev = next(model.parameters()).device
+    input_ids = input_ids.to(dev)
+    if attention_mask is not None:
+        attention_mask = attention_mask.to(dev)
+    return model(input_ids=input_ids, attention_mask=attention_mask, **forward_kwargs(model), **kwargs)
+
+
+@torch.no_grad()
+def capture_activations(
+    model: Any,
+    hp: HookPoint,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    stop: bool = True,
+) -> Tensor:
+    """The activation at ``hp`` for a batch, ``[B, T, d]``. ``stop`` ends the forward pass right
+    after the hooked module (nothing past the hook layer is computed)."""
+    module = _module(model)
+    target, pre = hook_module(module, hp)
+    captured: dict[str, Tensor] = {}
+
+    if pre:
+
+        def pre_hook(_mod: nn.Module, args: tuple, kwargs: dict) -> None:
+            captured["act"] = _pre_input(args, kwargs).detach()
+            if stop:
+                raise _StopForward
+
+        handle = target.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    else:
+
+        def hook(_mod: nn.Module, _args: tuple, out: Any) -> None:
+            captured["act"] = _first(out).detach()
+            if stop:
+                raise _StopForward
+
+        handle = target.register_forward_hook(hook)
+    try:
+        _run(module, input_ids, attention_mask)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    return captured["act"]
+
+
+@contextlib.contextmanager
+def replace_activations(model: Any, hp: HookPoint, fn: Callable[[Tensor], Tensor]) -> Iterator[None]:
+    """Within the block, every forward pass has the activation at ``hp`` replaced by ``fn(act)``."""
+    module = _module(model)
+    target, pre = hook_module(module, hp)
+    if pre:
+
+        def pre_hook(_mod: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+            if args and isinstance(args[0], Tensor):
+                new = fn(args[0])
+                return (new.to(args[0].dtype), *args[1:]), kwargs
+            act = kwargs["hidden_states"]
+            kwargs = {**kwargs, "hidden_states": fn(act).to(act.dtype)}
+            return args, kwargs
+
+        handle = target.register_forward_pre_hook(pre_hook, with_kwargs=True)
+    else:
+
+        def hook(_mod: nn.Module, _args: tuple, out: Any) -> Any:
+            act = _first(out)
+            return _replace_first(out, fn(act).to(act.dtype))
+
+        handle = target.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def hook_width(model: Any, hp: HookPoint) -> int:
+    """Width of the activation at ``hp`` (from a one-token forward that stops at the hook)."""
+    module = _module(model)
+    dev = next(module.parameters()).device
+    ids = torch.zeros((1, 1), dtype=torch.long, device=dev)
+    act = capture_activations(module, hp, ids, torch.ones_like(ids), stop=True)
+    return int(act.shape[-1])
+
+
+def check_sae_width(model: Any, hp: HookPoint, d_in: int) -> int:
+    """Raise when the SAE's ``d_in`` differs from the width of the hooked activation."""
+    width = hook_width(model, hp)
+    if width != d_in:
+        raise InterplabError(
+            f"SAE d_in={d_in} does not match the width {width} of the model's activation at {hp.name}"
+        )
+    return width

@@ -1,0 +1,581 @@
+"""Read-only queries over an ``interplab sae analyze`` folder for the feature browser.
+
+Nothing per feature is loaded at start-up. On first open a small index of the feature summaries'
+scalar columns (feature, density, mean/max activation, top-token text, byte offset of the JSON line)
+is written atomically to ``DIR/browser_cache/`` as Parquet (or kept in memory when ``DIR`` is
+read-only); lists, search and sorting are DuckDB queries over that index, one feature's detail is
+one seek into the summaries file, and the shaded context windows come from DuckDB queries over
+the Parquet activation database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from interplab.common.errors import InterplabError, one_of, require
+
+log = logging.getLogger(__name__)
+
+SORT_COLUMNS = {
+    "density": "density",
+    "max": "max_activation",
+    "mean": "mean_activation",
+    "feature": "feature",
+}
+FILTERS = ("all", "alive", "dead", "dense")
+DENSE_THRESHOLD = 0.1  # a feature firing on more than 10 % of tokens is "dense" (issue 3, §4)
+CONTEXT_RADIUS = 12  # tokens shown on each side of an example's activating token
+MAX_PER_PAGE = 500
+INDEX_VERSION = 1
+_TS_RE = re.compile(r"_(\d{8}_\d{6})\.[A-Za-z0-9]+$")
+
+
+# --------------------------------------------------------------------------------------------------
+# locating files
+
+
+def _latest(folder: Path, prefix: str, suffix: str) -> Path | None:
+    """The file ``folder/prefix<ts>suffix`` with the latest timestamp (names sort by timestamp)."""
+    if not folder.is_dir():
+        return None
+    found = sorted(p for p in folder.glob(f"{prefix}*{suffix}") if p.is_file())
+    return found[-1] if found else None
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisFiles:
+    """The files of one analysis folder that the browser reads (latest timestamp wins)."""
+
+    root: Path
+    summaries: Path
+    results: Path | None
+    summary: Path | None
+    readme: Path | None
+    similarity: Path | None
+    cooccurrence: Path | None
+    database: Path | None
+    plots: tuple[Path, ...]
+
+    @classmethod
+    def locate(cls, root: str | Path) -> AnalysisFiles:
+        """Find the files in ``root``; error when it is not an analysis folder."""
+        root = Path(root).expanduser().resolve()
+        require(root.is_dir(), f"{root}: analysis folder not found (expected the --out folder of `sae analyze`)")
+        summaries = _latest(root / "results", "feature_summaries_", ".jsonl")
+        require(
+            summaries is not None,
+            f"{root}: no results/feature_summaries_<timestamp>.jsonl found; "
+            "expected a folder written by `interplab sae analyze`",
+        )
+        db = root / "activation_database"
+        plots_dir = root / "plots"
+        plots = tuple(sorted(p for p in plots_dir.glob("*.png") if p.is_file())) if plots_dir.is_dir() else ()
+        return cls(
+            root=root,
+            summaries=summaries,  # type: ignore[arg-type]
+            results=_latest(root / "results", "analysis_results_", ".json"),
+            summary=_latest(root, "SUMMARY_", ".json"),
+            readme=_latest(root, "README_", ".md"),
+            similarity=_latest(root / "matrices", "feature_similarity_", ".npy"),
+            cooccurrence=_latest(root / "matrices", "feature_cooccurrence_", ".npy"),
+            database=db if (db / "tokens").is_dir() else None,
+            plots=plots,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# normalising one summary record (tolerant to the spelling of keys)
+
+
+def _first(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
+    for key in keys:
+        if key in d and d[key] is not None:
+            return d[key]
+    return default
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _pairs(items: Any, value_keys: tuple[str, ...], name_keys: tuple[str, ...] = ("token", "token_str")) -> list[dict]:
+    """Normalise ``[{token, value}]`` / ``[[token, value]]`` / ``{token: value}`` / ``[token]`` lists."""
+    out: list[dict] = []
+    if isinstance(items, dict):
+        items = list(items.items())
+    for item in items or []:
+        if isinstance(item, dict):
+            name = _first(item, *name_keys)
+            value = _num(_first(item, *value_keys))
+            rest = {k: v for k, v in item.items() if k not in (*name_keys, *value_keys)}
+            out.append({"token": "" if name is None else str(name), "value": value, **rest})
+        elif isinstance(item, list | tuple) and len(item) >= 2:
+            out.append({"token": str(item[0]), "value": _num(item[1])})
+        else:
+            out.append({"token": str(item), "value": None})
+    return out
+
+
+def _neighbours(items: Any) -> list[dict]:
+    """Normalise neighbour lists to ``[{feature: int, value: float}]``."""
+    out: list[dict] = []
+    if isinstance(items, dict):
+        if "indices" in items or "features" in items:
+            idx = _first(items, "indices", "features", default=[])
+            val = _first(items, "values", "scores", "similarities", default=[None] * len(idx))
+            items = list(zip(idx, val, strict=False))
+        else:
+            items = list(items.items())
+    for item in items or []:
+        if isinstance(item, dict):
+            f = _first(item, "feature", "index", "id")
+            v = _first(item, "similarity", "value", "score", "phi", "cosine", "correlation")
+        elif isinstance(item, list | tuple) and len(item) >= 2:
+            f, v = item[0], item[1]
+        else:
+            f, v = item, None
+        try:
+            out.append({"feature": int(f), "value": _num(v)})
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def _example(e: Any) -> dict:
+    if not isinstance(e, dict):
+        return {"activation": None, "token": str(e), "context": "", "text_idx": None, "position": None}
+    out = dict(e)
+    out["activation"] = _num(_first(e, "activation", "value", "act"))
+    out["token"] = str(_first(e, "token", "token_str", default=""))
+    ctx = _first(e, "context", "text", default="")
+    out["context"] = ctx if isinstance(ctx, str) else " ".join(map(str, ctx))
+    for key in ("text_idx", "position", "token_idx"):
+        v = e.get(key)
+        out[key] = int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+    return out
+
+
+def _quantile_groups(q: Any) -> list[dict]:
+    """Normalise quantile examples to ``[{label, examples: [...]}]``."""
+    groups: list[dict] = []
+    if isinstance(q, dict):
+        for label, exs in q.items():
+            if isinstance(exs, dict) and "examples" in exs:
+                exs = exs["examples"]
+            groups.append({"label": str(label), "examples": [_example(e) for e in exs or []]})
+    elif isinstance(q, list):
+        if all(isinstance(g, dict) and "examples" in g for g in q):
+            for g in q:
+                label = _first(g, "label", "quantile", "range", "bin", default="")
+                if isinstance(label, list | tuple):
+                    label = "–".join(f"{_num(x):.3g}" if _num(x) is not None else str(x) for x in label)
+                groups.append({"label": str(label), "examples": [_example(e) for e in g.get("examples") or []]})
+        else:  # flat list, possibly with a per-example quantile key
+            by_label: dict[str, list[dict]] = {}
+            for e in q:
+                label = str(_first(e, "quantile", "bin", "label", default="")) if isinstance(e, dict) else ""
+                by_label.setdefault(label, []).append(_example(e))
+            groups = [{"label": k, "examples": v} for k, v in by_label.items()]
+    return groups
+
+
+def _histogram(h: Any) -> dict | None:
+    if not isinstance(h, dict):
+        return None
+    counts = _first(h, "counts", "count", "hist")
+    edges = _first(h, "edges", "bin_edges", "bins")
+    if not isinstance(counts, list) or not counts:
+        return None
+    counts = [float(c or 0) for c in counts]
+    if not isinstance(edges, list) or len(edges) != len(counts) + 1:
+        edges = None
+    return {"counts": counts, "edges": [float(x) for x in edges] if edges else None, "log_scale": bool(h.get("log"))}
+
+
+def _top_token_names(top_tokens: Any) -> list[str]:
+    return [p["token"] for p in _pairs(top_tokens, ("count", "value", "mean", "activation", "score"))]
+
+
+def normalise_summary(rec: dict[str, Any]) -> dict[str, Any]:
+    """One feature-summary line in the browser's shape (see docs/sae-browser.md, ``/api/feature``)."""
+    logit = _first(rec, "logit_effects", "logits", default=None)
+    promoted, suppressed = [], []
+    if isinstance(logit, dict):
+        promoted = _pairs(_first(logit, "promoted", "top_promoted", "positive", "top_positive"), ("value", "logit", "effect", "score"))
+        suppressed = _pairs(_first(logit, "suppressed", "top_suppressed", "negative", "top_negative"), ("value", "logit", "effect", "score"))
+    known = {
+        "feature", "density", "frequency", "firing_rate", "mean_activation", "mean", "max_activation", "max",
+        "top_tokens", "top_examples", "quantile_examples", "logit_effects", "logits", "similar_features",
+        "nearest_features", "coactivating_features", "cooccurring_features", "histogram", "activation_histogram",
+    }  # fmt: skip
+    extras = {k: v for k, v in rec.items() if k not in known and not isinstance(v, dict | list)}
+    return {
+        "feature": int(rec["feature"]),
+        "density": _num(_first(rec, "density", "frequency", "firing_rate")),
+        "mean_activation": _num(_first(rec, "mean_activation", "mean")),
+        "max_activation": _num(_first(rec, "max_activation", "max")),
+        "top_tokens": _pairs(_first(rec, "top_tokens", default=[]), ("count", "value", "mean", "activation", "score")),
+        "top_examples": [_example(e) for e in _first(rec, "top_examples", default=[]) or []],
+        "quantile_examples": _quantile_groups(_first(rec, "quantile_examples", default=[])),
+        "logit_effects": {"promoted": promoted, "suppressed": suppressed} if logit is not None else None,
+        "similar_features": _neighbours(_first(rec, "similar_features", "nearest_features", default=[])),
+        "coactivating_features": _neighbours(_first(rec, "coactivating_features", "cooccurring_features", default=[])),
+        "histogram": _histogram(_first(rec, "histogram", "activation_histogram")),
+        "extra": extras,
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# the cheap feature index
+
+
+INDEX_SCHEMA = pa.schema(
+    [
+        ("feature", pa.int64()),
+        ("density", pa.float64()),
+        ("mean_activation", pa.float64()),
+        ("max_activation", pa.float64()),
+        ("top_tokens", pa.list_(pa.string())),
+        ("top_tokens_text", pa.string()),
+        ("byte_offset", pa.int64()),
+        ("byte_length", pa.int64()),
+    ]
+)
+
+
+def build_feature_index(summaries: Path) -> pa.Table:
+    """One pass over the summaries JSONL: scalar columns plus each line's byte offset and length."""
+    cols: dict[str, list] = {name: [] for name in INDEX_SCHEMA.names}
+    offset = 0
+    with summaries.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            start, offset = offset, offset + len(raw)
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+                feature = int(rec["feature"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise InterplabError(f"{summaries}: line {lineno}: not a feature summary ({exc})") from exc
+            tokens = _top_token_names(rec.get("top_tokens"))
+            cols["feature"].append(feature)
+            cols["density"].append(_num(_first(rec, "density", "frequency", "firing_rate")))
+            cols["mean_activation"].append(_num(_first(rec, "mean_activation", "mean")))
+            cols["max_activation"].append(_num(_first(rec, "max_activation", "max")))
+            cols["top_tokens"].append(tokens)
+            cols["top_tokens_text"].append("\n".join(tokens).lower())
+            cols["byte_offset"].append(start)
+            cols["byte_length"].append(len(raw))
+    return pa.table(cols, schema=INDEX_SCHEMA)
+
+
+def _index_cache_path(files: AnalysisFiles) -> Path:
+    st = files.summaries.stat()
+    return files.root / "browser_cache" / f"feature_index_v{INDEX_VERSION}_{files.summaries.stem}_{st.st_size}_{st.st_mtime_ns}.parquet"
+
+
+# --------------------------------------------------------------------------------------------------
+# the query object
+
+
+@dataclasses.dataclass
+class FeaturePage:
+    """One page of the feature list."""
+
+    total: int
+    page: int
+    per_page: int
+    pages: int
+    q: str
+    sort: str
+    order: str
+    filter: str
+    features: list[dict]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _sql_str(s: str | Path) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+class AnalysisData:
+    """Queries over one analysis folder; thread-safe (one DuckDB connection behind a lock)."""
+
+    def __init__(self, root: str | Path, use_cache: bool = True) -> None:
+        import duckdb
+
+        self.files = AnalysisFiles.locate(root)
+        self._lock = threading.Lock()
+        self._con = duckdb.connect(":memory:")
+        self._summary_cache: dict[str, Any] | None = None
+        self._setup_index(use_cache)
+        self._setup_database()
+
+    # ---- set-up
+    def _setup_index(self, use_cache: bool) -> None:
+        cache = _index_cache_path(self.files)
+        if use_cache and cache.is_file():
+            self._con.execute(f"CREATE VIEW features AS SELECT * FROM read_parquet({_sql_str(cache)})")
+            log.debug("feature index from cache %s", cache)
+            return
+        table = build_feature_index(self.files.summaries)
+        if use_cache:
+            try:
+                from interplab.common.atomic import write_parquet
+
+                write_parquet(cache, table)
+                self._con.execute(f"CREATE VIEW features AS SELECT * FROM read_parquet({_sql_str(cache)})")
+                return
+            except OSError as exc:  # read-only folder: keep the index in memory
+                log.info("could not write the index cache %s (%s); keeping it in memory", cache, exc)
+        self._con.register("features_arrow", table)
+        self._con.execute("CREATE TABLE features AS SELECT * FROM features_arrow")
+        self._con.unregister("features_arrow")
+
+    def _setup_database(self) -> None:
+        self.has_database = False
+        db = self.files.database
+        if db is None:
+            return
+        tok = sorted((db / "tokens").glob("*.parquet"))
+        act = sorted((db / "activations").glob("*.parquet")) if (db / "activations").is_dir() else []
+        if not tok:
+            return
+        tok_list = "[" + ", ".join(_sql_str(p) for p in tok) + "]"
+        self._con.execute(f"CREATE VIEW tokens AS SELECT * FROM read_parquet({tok_list})")
+        if act:
+            act_list = "[" + ", ".join(_sql_str(p) for p in act) + "]"
+            self._con.execute(f"CREATE VIEW activations AS SELECT * FROM read_parquet({act_list})")
+        else:
+            self._con.execute("CREATE VIEW activations AS SELECT 0::BIGINT AS token_idx, 0::INTEGER AS feature, 0::FLOAT AS value WHERE false")
+        self.has_database = True
+
+    def _query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with self._lock:
+            return self._con.execute(sql, params or []).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+    # ---- overview
+    @property
+    def n_features(self) -> int:
+        return int(self._query("SELECT count(*) FROM features")[0][0])
+
+    def feature_ids(self) -> np.ndarray:
+        return np.array([r[0] for r in self._query("SELECT feature FROM features ORDER BY feature")], dtype=np.int64)
+
+    def has_feature(self, feature: int) -> bool:
+        return bool(self._query("SELECT count(*) FROM features WHERE feature = ?", [int(feature)])[0][0])
+
+    def _read_json(self, path: Path | None) -> dict[str, Any]:
+        if path is None:
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("could not read %s: %s", path, exc)
+            return {}
+        return data if isinstance(data, dict) else {"value": data}
+
+    def summary(self) -> dict[str, Any]:
+        """Overview data: SUMMARY and analysis-results JSON, counts, plots and matrix shapes."""
+        if self._summary_cache is None:
+            stats = self._query(
+                "SELECT count(*), count(*) FILTER (WHERE coalesce(density, 0) = 0), "
+                f"count(*) FILTER (WHERE density > {DENSE_THRESHOLD}), avg(density), max(max_activation) FROM features"
+            )[0]
+            matrices = {}
+            for name, p in (("similarity", self.files.similarity), ("cooccurrence", self.files.cooccurrence)):
+                if p is not None:
+                    try:
+                        arr = np.load(p, mmap_mode="r", allow_pickle=False)
+                        matrices[name] = {"file": p.relative_to(self.files.root).as_posix(), "shape": list(arr.shape)}
+                    except (OSError, ValueError) as exc:
+                        log.warning("could not read %s: %s", p, exc)
+            n_tokens = None
+            if self.has_database:
+                n_tokens = int(self._query("SELECT count(*) FROM tokens")[0][0])
+            self._summary_cache = {
+                "folder": str(self.files.root),
+                "summary": self._read_json(self.files.summary),
+                "results": self._read_json(self.files.results),
+                "readme": self.files.readme.read_text(encoding="utf-8") if self.files.readme else None,
+                "index": {
+                    "n_features": int(stats[0]),
+                    "n_dead": int(stats[1]),
+                    "n_dense": int(stats[2]),
+                    "dense_threshold": DENSE_THRESHOLD,
+                    "mean_density": _num(stats[3]),
+                    "max_activation": _num(stats[4]),
+                    "n_tokens_in_database": n_tokens,
+                },
+                "plots": [p.name for p in self.files.plots],
+                "matrices": matrices,
+                "files": {
+                    k: (getattr(self.files, k).relative_to(self.files.root).as_posix() if getattr(self.files, k) else None)
+                    for k in ("summaries", "results", "summary", "readme")
+                },
+            }
+        return self._summary_cache
+
+    # ---- list
+    def list_features(
+        self,
+        q: str = "",
+        sort: str = "density",
+        order: str | None = None,
+        filter: str = "all",
+        page: int = 1,
+        per_page: int = 50,
+        ids: list[int] | None = None,
+    ) -> FeaturePage:
+        """Search (feature id or top-token text), filter, sort and paginate the feature index."""
+        one_of(sort, tuple(SORT_COLUMNS), "sort")
+        one_of(filter, FILTERS, "filter")
+        order = order or ("asc" if sort == "feature" else "desc")
+        one_of(order, ("asc", "desc"), "order")
+        require(page >= 1, f"page: expected a positive integer, got {page}")
+        require(1 <= per_page <= MAX_PER_PAGE, f"per_page: expected 1..{MAX_PER_PAGE}, got {per_page}")
+        where, params = [], []
+        q = (q or "").strip()
+        if q:
+            ids_in_q = re.fullmatch(r"#?\s*(\d+)", q)
+            if ids_in_q:
+                where.append("(feature = ? OR contains(top_tokens_text, ?))")
+                params += [int(ids_in_q.group(1)), q.lower()]
+            else:
+                where.append("contains(top_tokens_text, ?)")
+                params.append(q.lower())
+        if filter == "dead":
+            where.append("coalesce(density, 0) = 0")
+        elif filter == "alive":
+            where.append("density > 0")
+        elif filter == "dense":
+            where.append(f"density > {DENSE_THRESHOLD}")
+        if ids is not None:
+            where.append("list_contains(?, feature)")
+            params.append([int(i) for i in ids])
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        total = int(self._query(f"SELECT count(*) FROM features{clause}", params)[0][0])
+        pages = max(1, math.ceil(total / per_page))
+        col = SORT_COLUMNS[sort]
+        rows = self._query(
+            f"SELECT feature, density, mean_activation, max_activation, top_tokens FROM features{clause} "
+            f"ORDER BY {col} {order.upper()} NULLS LAST, feature ASC LIMIT ? OFFSET ?",
+            [*params, per_page, (page - 1) * per_page],
+        )
+        feats = [
+            {"feature": int(r[0]), "density": _num(r[1]), "mean_activation": _num(r[2]), "max_activation": _num(r[3]), "top_tokens": list(r[4] or [])}
+            for r in rows
+        ]
+        return FeaturePage(total, page, per_page, pages, q, sort, order, filter, feats)
+
+    def adjacent(self, feature: int) -> tuple[int | None, int | None]:
+        """The previous and next feature ids present in the index."""
+        rows = self._query(
+            "SELECT (SELECT max(feature) FROM features WHERE feature < ?), (SELECT min(feature) FROM features WHERE feature > ?)",
+            [int(feature), int(feature)],
+        )[0]
+        return (None if rows[0] is None else int(rows[0]), None if rows[1] is None else int(rows[1]))
+
+    def densest(self, n: int) -> list[int]:
+        """The ``n`` features with the highest density (ties by id)."""
+        rows = self._query("SELECT feature FROM features ORDER BY density DESC NULLS LAST, feature LIMIT ?", [int(n)])
+        return [int(r[0]) for r in rows]
+
+    # ---- one feature
+    def raw_feature(self, feature: int) -> dict[str, Any] | None:
+        """The feature's summary line as written by the analysis, or None when unknown."""
+        rows = self._query("SELECT byte_offset, byte_length FROM features WHERE feature = ?", [int(feature)])
+        if not rows:
+            return None
+        offset, length = rows[0]
+        with self.files.summaries.open("rb") as fh:
+            fh.seek(int(offset))
+            return json.loads(fh.read(int(length)))
+
+    def feature(self, feature: int, radius: int = CONTEXT_RADIUS) -> dict[str, Any] | None:
+        """Everything the feature page shows; examples carry per-token activations of this feature."""
+        raw = self.raw_feature(feature)
+        if raw is None:
+            return None
+        rec = normalise_summary(raw)
+        examples = rec["top_examples"] + [e for g in rec["quantile_examples"] for e in g["examples"]]
+        self.attach_contexts(rec["feature"], examples, radius)
+        return rec
+
+    def attach_contexts(self, feature: int, examples: list[dict], radius: int = CONTEXT_RADIUS) -> None:
+        """Give each example ``tokens`` = [{token, activation, position, token_idx, is_target}] from the DB.
+
+        One DuckDB query for all examples: the tokens of the same text within ``radius`` positions of
+        the example's position, left-joined with this feature's activations on those tokens.
+        """
+        for e in examples:
+            e["tokens"] = None
+        usable = [(i, e) for i, e in enumerate(examples) if e.get("text_idx") is not None and e.get("position") is not None]
+        if not self.has_database or not usable:
+            return
+        ex = pa.table(
+            {
+                "ex_id": pa.array([i for i, _ in usable], pa.int64()),
+                "text_idx": pa.array([e["text_idx"] for _, e in usable], pa.int64()),
+                "lo": pa.array([e["position"] - radius for _, e in usable], pa.int64()),
+                "hi": pa.array([e["position"] + radius for _, e in usable], pa.int64()),
+                "center": pa.array([e["position"] for _, e in usable], pa.int64()),
+            }
+        )
+        text_ids = sorted({e["text_idx"] for _, e in usable})
+        sql = """
+            WITH win AS (
+                SELECT ex.ex_id, ex.center, t.token_idx, t.position, t.token_str
+                FROM ex_table ex JOIN tokens t
+                  ON t.text_idx = ex.text_idx AND t.position BETWEEN ex.lo AND ex.hi
+                WHERE t.text_idx BETWEEN ? AND ?
+            ), bounds AS (SELECT min(token_idx) AS lo, max(token_idx) AS hi FROM win),
+            acts AS (
+                SELECT a.token_idx, max(a.value) AS value FROM activations a, bounds
+                WHERE a.feature = ? AND a.token_idx BETWEEN bounds.lo AND bounds.hi
+                  AND a.token_idx IN (SELECT token_idx FROM win)
+                GROUP BY a.token_idx
+            )
+            SELECT win.ex_id, win.position, win.token_idx, win.token_str, coalesce(acts.value, 0.0), win.center
+            FROM win LEFT JOIN acts USING (token_idx)
+            ORDER BY win.ex_id, win.position, win.token_idx
+        """
+        with self._lock:
+            cur = self._con.cursor()
+            try:
+                cur.register("ex_table", ex)
+                rows = cur.execute(sql, [text_ids[0], text_ids[-1], int(feature)]).fetchall()
+            finally:
+                cur.close()
+        by_ex: dict[int, list[dict]] = {}
+        seen: dict[int, set] = {}
+        for ex_id, pos, tidx, tstr, value, center in rows:
+            if pos in seen.setdefault(ex_id, set()):  # several windows of one text: keep one token per position
+                continue
+            seen[ex_id].add(pos)
+            by_ex.setdefault(ex_id, []).append(
+                {"token": "" if tstr is None else str(tstr), "activation": float(value), "position": int(pos), "token_idx": int(tidx), "is_target": pos == center}
+            )
+        for i, e in usable:
+            if i in by_ex:
+                e["tokens"] = by_ex[i]

@@ -152,7 +152,9 @@ class BrowserApp:
         if m := API_FEATURE_ROUTE.match(path):
             return self._json(self._feature(int(m.group(1))))
         if path.startswith("/plots/"):
-            return self._file(self.plots_dir, path[len("/plots/") :], allowed_suffixes=(".png", ".pdf", ".svg"))
+            return self._file(
+                self.plots_dir, path[len("/plots/") :], allowed_suffixes=(".png", ".pdf", ".svg")
+            )
         if path.startswith("/static/"):
             name = path[len("/static/") :]
             if name not in STATIC_FILES:
@@ -217,7 +219,9 @@ class BrowserApp:
     def _feature_page(self, fid: int) -> bytes:
         rec = self._feature(fid)
         neighbours = self.data.adjacent(fid)
-        return self._page("feature.html", f=rec, scale=feature_scale(rec), prev_id=neighbours[0], next_id=neighbours[1])
+        return self._page(
+            "feature.html", f=rec, scale=feature_scale(rec), prev_id=neighbours[0], next_id=neighbours[1]
+        )
 
 
 def feature_scale(rec: dict[str, Any]) -> float:
@@ -275,7 +279,9 @@ def make_server(data: AnalysisData, host: str = "127.0.0.1", port: int = 8765) -
     try:
         server = ThreadingHTTPServer((host, port), handler)
     except OSError as exc:
-        raise InterplabError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from exc
+        raise InterplabError(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})"
+        ) from exc
     server.daemon_threads = True
     return server
 

@@ -70,7 +70,9 @@ class AnalysisFiles:
     def locate(cls, root: str | Path) -> AnalysisFiles:
         """Find the files in ``root``; error when it is not an analysis folder."""
         root = Path(root).expanduser().resolve()
-        require(root.is_dir(), f"{root}: analysis folder not found (expected the --out folder of `sae analyze`)")
+        require(
+            root.is_dir(), f"{root}: analysis folder not found (expected the --out folder of `sae analyze`)"
+        )
         summaries = _latest(root / "results", "feature_summaries_", ".jsonl")
         require(
             summaries is not None,
@@ -112,7 +114,9 @@ def _num(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _pairs(items: Any, value_keys: tuple[str, ...], name_keys: tuple[str, ...] = ("token", "token_str")) -> list[dict]:
+def _pairs(
+    items: Any, value_keys: tuple[str, ...], name_keys: tuple[str, ...] = ("token", "token_str")
+) -> list[dict]:
     """Normalise ``[{token, value}]`` / ``[[token, value]]`` / ``{token: value}`` / ``[token]`` lists."""
     out: list[dict] = []
     if isinstance(items, dict):
@@ -183,7 +187,9 @@ def _quantile_groups(q: Any) -> list[dict]:
                 label = _first(g, "label", "quantile", "range", "bin", default="")
                 if isinstance(label, list | tuple):
                     label = "–".join(f"{_num(x):.3g}" if _num(x) is not None else str(x) for x in label)
-                groups.append({"label": str(label), "examples": [_example(e) for e in g.get("examples") or []]})
+                groups.append(
+                    {"label": str(label), "examples": [_example(e) for e in g.get("examples") or []]}
+                )
         else:  # flat list, possibly with a per-example quantile key
             by_label: dict[str, list[dict]] = {}
             for e in q:
@@ -203,7 +209,11 @@ def _histogram(h: Any) -> dict | None:
     counts = [float(c or 0) for c in counts]
     if not isinstance(edges, list) or len(edges) != len(counts) + 1:
         edges = None
-    return {"counts": counts, "edges": [float(x) for x in edges] if edges else None, "log_scale": bool(h.get("log"))}
+    return {
+        "counts": counts,
+        "edges": [float(x) for x in edges] if edges else None,
+        "log_scale": bool(h.get("log")),
+    }
 
 
 def _top_token_names(top_tokens: Any) -> list[str]:
@@ -215,8 +225,14 @@ def normalise_summary(rec: dict[str, Any]) -> dict[str, Any]:
     logit = _first(rec, "logit_effects", "logits", default=None)
     promoted, suppressed = [], []
     if isinstance(logit, dict):
-        promoted = _pairs(_first(logit, "promoted", "top_promoted", "positive", "top_positive"), ("value", "logit", "effect", "score"))
-        suppressed = _pairs(_first(logit, "suppressed", "top_suppressed", "negative", "top_negative"), ("value", "logit", "effect", "score"))
+        promoted = _pairs(
+            _first(logit, "promoted", "top_promoted", "positive", "top_positive"),
+            ("value", "logit", "effect", "score"),
+        )
+        suppressed = _pairs(
+            _first(logit, "suppressed", "top_suppressed", "negative", "top_negative"),
+            ("value", "logit", "effect", "score"),
+        )
     known = {
         "feature", "density", "frequency", "firing_rate", "mean_activation", "mean", "max_activation", "max",
         "top_tokens", "top_examples", "quantile_examples", "logit_effects", "logits", "similar_features",
@@ -228,12 +244,16 @@ def normalise_summary(rec: dict[str, Any]) -> dict[str, Any]:
         "density": _num(_first(rec, "density", "frequency", "firing_rate")),
         "mean_activation": _num(_first(rec, "mean_activation", "mean")),
         "max_activation": _num(_first(rec, "max_activation", "max")),
-        "top_tokens": _pairs(_first(rec, "top_tokens", default=[]), ("count", "value", "mean", "activation", "score")),
+        "top_tokens": _pairs(
+            _first(rec, "top_tokens", default=[]), ("count", "value", "mean", "activation", "score")
+        ),
         "top_examples": [_example(e) for e in _first(rec, "top_examples", default=[]) or []],
         "quantile_examples": _quantile_groups(_first(rec, "quantile_examples", default=[])),
         "logit_effects": {"promoted": promoted, "suppressed": suppressed} if logit is not None else None,
         "similar_features": _neighbours(_first(rec, "similar_features", "nearest_features", default=[])),
-        "coactivating_features": _neighbours(_first(rec, "coactivating_features", "cooccurring_features", default=[])),
+        "coactivating_features": _neighbours(
+            _first(rec, "coactivating_features", "cooccurring_features", default=[])
+        ),
         "histogram": _histogram(_first(rec, "histogram", "activation_histogram")),
         "extra": extras,
     }
@@ -285,7 +305,11 @@ def build_feature_index(summaries: Path) -> pa.Table:
 
 def _index_cache_path(files: AnalysisFiles) -> Path:
     st = files.summaries.stat()
-    return files.root / "browser_cache" / f"feature_index_v{INDEX_VERSION}_{files.summaries.stem}_{st.st_size}_{st.st_mtime_ns}.parquet"
+    return (
+        files.root
+        / "browser_cache"
+        / f"feature_index_v{INDEX_VERSION}_{files.summaries.stem}_{st.st_size}_{st.st_mtime_ns}.parquet"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,7 +387,9 @@ class AnalysisData:
             act_list = "[" + ", ".join(_sql_str(p) for p in act) + "]"
             self._con.execute(f"CREATE VIEW activations AS SELECT * FROM read_parquet({act_list})")
         else:
-            self._con.execute("CREATE VIEW activations AS SELECT 0::BIGINT AS token_idx, 0::INTEGER AS feature, 0::FLOAT AS value WHERE false")
+            self._con.execute(
+                "CREATE VIEW activations AS SELECT 0::BIGINT AS token_idx, 0::INTEGER AS feature, 0::FLOAT AS value WHERE false"
+            )
         self.has_database = True
 
     def _query(self, sql: str, params: list | None = None) -> list[tuple]:
@@ -380,7 +406,9 @@ class AnalysisData:
         return int(self._query("SELECT count(*) FROM features")[0][0])
 
     def feature_ids(self) -> np.ndarray:
-        return np.array([r[0] for r in self._query("SELECT feature FROM features ORDER BY feature")], dtype=np.int64)
+        return np.array(
+            [r[0] for r in self._query("SELECT feature FROM features ORDER BY feature")], dtype=np.int64
+        )
 
     def has_feature(self, feature: int) -> bool:
         return bool(self._query("SELECT count(*) FROM features WHERE feature = ?", [int(feature)])[0][0])
@@ -407,7 +435,10 @@ class AnalysisData:
                 if p is not None:
                     try:
                         arr = np.load(p, mmap_mode="r", allow_pickle=False)
-                        matrices[name] = {"file": p.relative_to(self.files.root).as_posix(), "shape": list(arr.shape)}
+                        matrices[name] = {
+                            "file": p.relative_to(self.files.root).as_posix(),
+                            "shape": list(arr.shape),
+                        }
                     except (OSError, ValueError) as exc:
                         log.warning("could not read %s: %s", p, exc)
             n_tokens = None
@@ -430,7 +461,11 @@ class AnalysisData:
                 "plots": [p.name for p in self.files.plots],
                 "matrices": matrices,
                 "files": {
-                    k: (getattr(self.files, k).relative_to(self.files.root).as_posix() if getattr(self.files, k) else None)
+                    k: (
+                        getattr(self.files, k).relative_to(self.files.root).as_posix()
+                        if getattr(self.files, k)
+                        else None
+                    )
                     for k in ("summaries", "results", "summary", "readme")
                 },
             }
@@ -483,7 +518,13 @@ class AnalysisData:
             [*params, per_page, (page - 1) * per_page],
         )
         feats = [
-            {"feature": int(r[0]), "density": _num(r[1]), "mean_activation": _num(r[2]), "max_activation": _num(r[3]), "top_tokens": list(r[4] or [])}
+            {
+                "feature": int(r[0]),
+                "density": _num(r[1]),
+                "mean_activation": _num(r[2]),
+                "max_activation": _num(r[3]),
+                "top_tokens": list(r[4] or []),
+            }
             for r in rows
         ]
         return FeaturePage(total, page, per_page, pages, q, sort, order, filter, feats)
@@ -498,7 +539,9 @@ class AnalysisData:
 
     def densest(self, n: int) -> list[int]:
         """The ``n`` features with the highest density (ties by id)."""
-        rows = self._query("SELECT feature FROM features ORDER BY density DESC NULLS LAST, feature LIMIT ?", [int(n)])
+        rows = self._query(
+            "SELECT feature FROM features ORDER BY density DESC NULLS LAST, feature LIMIT ?", [int(n)]
+        )
         return [int(r[0]) for r in rows]
 
     # ---- one feature
@@ -530,7 +573,11 @@ class AnalysisData:
         """
         for e in examples:
             e["tokens"] = None
-        usable = [(i, e) for i, e in enumerate(examples) if e.get("text_idx") is not None and e.get("position") is not None]
+        usable = [
+            (i, e)
+            for i, e in enumerate(examples)
+            if e.get("text_idx") is not None and e.get("position") is not None
+        ]
         if not self.has_database or not usable:
             return
         ex = pa.table(
@@ -570,11 +617,19 @@ class AnalysisData:
         by_ex: dict[int, list[dict]] = {}
         seen: dict[int, set] = {}
         for ex_id, pos, tidx, tstr, value, center in rows:
-            if pos in seen.setdefault(ex_id, set()):  # several windows of one text: keep one token per position
+            if pos in seen.setdefault(
+                ex_id, set()
+            ):  # several windows of one text: keep one token per position
                 continue
             seen[ex_id].add(pos)
             by_ex.setdefault(ex_id, []).append(
-                {"token": "" if tstr is None else str(tstr), "activation": float(value), "position": int(pos), "token_idx": int(tidx), "is_target": pos == center}
+                {
+                    "token": "" if tstr is None else str(tstr),
+                    "activation": float(value),
+                    "position": int(pos),
+                    "token_idx": int(tidx),
+                    "is_target": pos == center,
+                }
             )
         for i, e in usable:
             if i in by_ex:

@@ -43,7 +43,11 @@ class ExportResult:
 
 
 def choose_features(
-    data: AnalysisData, features: list[int] | None = None, n_densest: int = 200, n_random: int = 50, seed: int = 0
+    data: AnalysisData,
+    features: list[int] | None = None,
+    n_densest: int = 200,
+    n_random: int = 50,
+    seed: int = 0,
 ) -> tuple[list[int], str]:
     """The features to export: ``features`` as given (all must exist), else the ``n_densest`` densest
     plus ``n_random`` others drawn uniformly without replacement with ``seed``. Returns (ids, description)."""
@@ -64,7 +68,9 @@ def choose_features(
     rest = np.setdiff1d(data.feature_ids(), np.array(densest, dtype=np.int64))
     rng = np.random.default_rng(seed)
     sample = rng.choice(rest, size=min(n_random, rest.size), replace=False).tolist() if rest.size else []
-    return sorted({*densest, *map(int, sample)}), f"the {len(densest)} densest and {len(sample)} random others (seed {seed})"
+    return sorted(
+        {*densest, *map(int, sample)}
+    ), f"the {len(densest)} densest and {len(sample)} random others (seed {seed})"
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
@@ -130,15 +136,26 @@ def _write_export(data: AnalysisData, root: Path, ids: list[int], selection: str
 
     # index
     rows = data.list_features(sort="density", per_page=max(1, len(ids)), ids=ids).features if ids else []
-    index_nav = {"overview": "index.html", "features": "index.html#features", "search": None,
-                 "list_url": lambda sort: "index.html#features", "dead_url": None}  # fmt: skip
+    index_nav = {
+        "overview": "index.html",
+        "features": "index.html#features",
+        "search": None,
+        "list_url": lambda sort: "index.html#features",
+        "dead_url": None,
+    }
     write_text(
         root / "index.html",
         env.get_template("export_index.html").render(
-            s=summary, top=rows[:30], features=rows, selection=selection, nav=index_nav, root="",
+            s=summary,
+            top=rows[:30],
+            features=rows,
+            selection=selection,
+            nav=index_nav,
+            root="",
             feature_url=lambda f: f"features/{int(f)}.html" if int(f) in exported else None,
-            plot_url=lambda name: f"plots/{name}", footer=footer,
-        ),  # fmt: skip
+            plot_url=lambda name: f"plots/{name}",
+            footer=footer,
+        ),
     )
 
     # one page per feature
@@ -151,11 +168,15 @@ def _write_export(data: AnalysisData, root: Path, ids: list[int], selection: str
         if rec is None:  # cannot happen: ids come from the index
             raise InterplabError(f"feature {fid} vanished from {data.files.summaries}")
         html = template.render(
-            f=rec, scale=feature_scale(rec), nav=page_nav, root="../", footer=footer,
+            f=rec,
+            scale=feature_scale(rec),
+            nav=page_nav,
+            root="../",
+            footer=footer,
             prev_id=sorted_ids[i - 1] if i > 0 else None,
             next_id=sorted_ids[i + 1] if i + 1 < len(sorted_ids) else None,
             feature_url=lambda f: f"{int(f)}.html" if int(f) in exported else None,
-        )  # fmt: skip
+        )
         (root / "features" / f"{fid}.html").write_text(html, encoding="utf-8")
 
     manifest: dict[str, Any] = {

@@ -62,9 +62,26 @@ def histogram_svg_data(hist: dict | None, width: int = 560, height: int = 160) -
         lo = hi = None
         if hist.get("edges"):
             lo, hi = hist["edges"][i], hist["edges"][i + 1]
-        bars.append({"x": round(i * bar_w, 2), "y": round(height - h, 2), "w": round(max(bar_w - 1, 0.5), 2), "h": round(h, 2), "count": c, "lo": lo, "hi": hi})
+        bars.append(
+            {
+                "x": round(i * bar_w, 2),
+                "y": round(height - h, 2),
+                "w": round(max(bar_w - 1, 0.5), 2),
+                "h": round(h, 2),
+                "count": c,
+                "lo": lo,
+                "hi": hi,
+            }
+        )
     edges = hist.get("edges")
-    return {"width": width, "height": height, "bars": bars, "min": edges[0] if edges else None, "max": edges[-1] if edges else None, "total": sum(counts)}
+    return {
+        "width": width,
+        "height": height,
+        "bars": bars,
+        "min": edges[0] if edges else None,
+        "max": edges[-1] if edges else None,
+        "total": sum(counts),
+    }
 
 
 def flatten_metrics(data: Any, prefix: str = "", limit: int = 80) -> list[tuple[str, Any]]:

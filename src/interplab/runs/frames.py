@@ -1,0 +1,213 @@
+"""Runs → tidy DataFrames: histories with flattened config, config differences, seed aggregates."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from interplab.common.errors import InterplabError
+from interplab.runs.records import flatten
+from interplab.runs.run import Run
+
+RUN_ID = "_run_id"
+RUN_NAME = "_run_name"
+ALIGN_MODES = ("interpolate", "exact")
+
+
+def metric_keys(run: Run) -> list[str]:
+    """History keys of ``run`` holding numbers (internal ``_``-keys last), sorted."""
+    hist = run.history()
+    keys = [c for c in hist.columns if hist[c].dtype.kind in "fiub"]
+    return sorted(keys, key=lambda k: (k.startswith("_"), k))
+
+
+def _missing_metric(run: Run, key: str, what: str = "metric") -> InterplabError:
+    hist = run.history()
+    known = metric_keys(run) or list(hist.columns)
+    return InterplabError(
+        f"unknown {what} {key!r} in run {run.label}; logged keys: {', '.join(known) or '(none)'}"
+    )
+
+
+def run_frame(run: Run, metrics: Sequence[str], step_key: str = "_step") -> pd.DataFrame:
+    """``step_key`` and ``metrics`` for every row of ``run`` where at least one metric was logged."""
+    metrics = list(dict.fromkeys(metrics))
+    hist = run.history()
+    for key in [step_key, *metrics]:
+        if key not in hist.columns:
+            raise _missing_metric(run, key, "step key" if key == step_key else "metric")
+    cols = [step_key, *[m for m in metrics if m != step_key]]
+    frame = hist.loc[:, cols]
+    if metrics:
+        present = frame[metrics].notna().to_numpy().any(axis=1)
+        if not present.all():
+            frame = frame.loc[present]
+    return frame.reset_index(drop=True)
+
+
+def flat_config(config: dict[str, Any], sep: str = ".") -> dict[str, Any]:
+    """Nested config → ``{"a.b": v}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        flatten(str(k), v, out, sep)
+    return out
+
+
+def get_runs_data(
+    runs: Sequence[Run],
+    metrics: Sequence[str],
+    step_key: str = "_step",
+    include_config: bool = True,
+    config_sep: str = ".",
+    config_prefix: str = "cfg",
+) -> pd.DataFrame:
+    """One tidy DataFrame of every logged step of every run.
+
+    Columns: ``step_key``, the metrics (NaN where a metric was not logged at a step that logged
+    another one), ``_run_id``, ``_run_name`` and, with ``include_config``, the flattened config as
+    ``<config_prefix><config_sep><key>`` columns. Rows where none of the metrics was logged are left out.
+    """
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not runs:
+        raise InterplabError("no runs given to get_runs_data (the source or filter matched none)")
+    frames = []
+    for run in runs:
+        frame = run_frame(run, metrics, step_key)
+        frame[RUN_ID] = run.id
+        frame[RUN_NAME] = run.name
+        if include_config:
+            for key, value in flat_config(run.config, config_sep).items():
+                col = f"{config_prefix}{config_sep}{key}" if config_prefix else key
+                frame[col] = [value] * len(frame) if isinstance(value, list | dict) else value
+        frames.append(frame)
+    df = pd.concat(frames, ignore_index=True, sort=False)
+    return df
+
+
+def _config_columns(df: pd.DataFrame, config_prefix: str, config_sep: str) -> list[str]:
+    head = f"{config_prefix}{config_sep}" if config_prefix else ""
+    return [c for c in df.columns if c.startswith(head) and c not in (RUN_ID, RUN_NAME)]
+
+
+def _canonical(value: Any) -> str:
+    """A comparable text for one config value (JSON repr; NaN and missing distinct and stable)."""
+    if value is None:
+        return "null"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, np.generic):
+        value = value.item()
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def differing_config(
+    df: pd.DataFrame | Sequence[Run], config_prefix: str = "cfg", config_sep: str = "."
+) -> pd.DataFrame:
+    """One row per run (``_run_id``, ``_run_name``) with only the config columns whose values differ.
+
+    Takes a :func:`get_runs_data` frame or a list of runs. Lists/dicts compare by their JSON form;
+    NaN equals NaN; a key missing in some runs counts as differing.
+    """
+    if not isinstance(df, pd.DataFrame):
+        runs = list(df)
+        rows = []
+        for run in runs:
+            row = {RUN_ID: run.id, RUN_NAME: run.name}
+            for k, v in flat_config(run.config, config_sep).items():
+                row[f"{config_prefix}{config_sep}{k}" if config_prefix else k] = v
+            rows.append(row)
+        df = pd.DataFrame(rows)
+    if RUN_ID not in df.columns:
+        raise InterplabError("differing_config needs a frame from get_runs_data (column _run_id missing)")
+    cols = _config_columns(df, config_prefix, config_sep)
+    per_run = df.drop_duplicates(subset=[RUN_ID], keep="first").reset_index(drop=True)
+    keep = []
+    for col in cols:
+        texts = {_canonical(v) for v in per_run[col].to_numpy(dtype=object)}
+        if len(texts) > 1:
+            keep.append(col)
+    base = [c for c in (RUN_ID, RUN_NAME) if c in per_run.columns]
+    return per_run.loc[:, base + keep].reset_index(drop=True)
+
+
+def _resolve_column(df: pd.DataFrame, name: str, config_prefix: str = "cfg", config_sep: str = ".") -> str:
+    if name in df.columns:
+        return name
+    alt = f"{config_prefix}{config_sep}{name}"
+    if alt in df.columns:
+        return alt
+    raise InterplabError(f"unknown column {name!r}; columns: {', '.join(map(str, df.columns))}")
+
+
+def aggregate(
+    df: pd.DataFrame,
+    metric: str,
+    group_by: Sequence[str] | str | None = None,
+    step_key: str = "_step",
+    align: str = "interpolate",
+) -> pd.DataFrame:
+    """Mean, std (ddof=1), sem (= std/√n) and n of ``metric`` across runs, per step and group.
+
+    The step grid of a group is the union of its runs' logged steps. ``align="interpolate"``
+    (default) puts every run on that grid by linear interpolation inside the run's own logged step
+    range (no extrapolation), so runs that log at different steps still average; when all runs log
+    the same steps nothing is interpolated. ``align="exact"`` uses only values logged at that step.
+    Columns: ``step``, the group columns, ``mean``, ``std``, ``sem``, ``n``.
+    """
+    if align not in ALIGN_MODES:
+        raise InterplabError(f"unknown align {align!r}; expected one of: {', '.join(ALIGN_MODES)}")
+    groups = [group_by] if isinstance(group_by, str) else list(group_by or [])
+    metric_col = _resolve_column(df, metric)
+    group_cols = [_resolve_column(df, g) for g in groups]
+    step_col = _resolve_column(df, step_key)
+    run_col = RUN_ID if RUN_ID in df.columns else None
+    data = df.loc[df[metric_col].notna()]
+    out_frames = []
+    keys = group_cols if group_cols else None
+    grouped = data.groupby(keys, dropna=False, sort=True) if keys else [((), data)]
+    for gkey, gdf in grouped:
+        gkey = gkey if isinstance(gkey, tuple) else (gkey,)
+        runs = [rdf for _, rdf in gdf.groupby(run_col, sort=False)] if run_col else [gdf]
+        series = []
+        for rdf in runs:
+            s = rdf[[step_col, metric_col]].to_numpy(dtype=np.float64)
+            order = np.argsort(s[:, 0], kind="stable")
+            s = s[order]
+            # several rows at one step: keep the last logged value
+            last = np.r_[s[1:, 0] != s[:-1, 0], True] if len(s) else np.zeros(0, bool)
+            series.append(s[last])
+        grid = np.unique(np.concatenate([s[:, 0] for s in series])) if series else np.zeros(0)
+        mat = np.full((len(series), len(grid)), np.nan)
+        for i, s in enumerate(series):
+            idx = np.searchsorted(grid, s[:, 0])
+            if align == "exact":
+                mat[i, idx] = s[:, 1]
+            else:
+                lo, hi = idx[0], idx[-1] + 1
+                mat[i, lo:hi] = np.interp(grid[lo:hi], s[:, 0], s[:, 1])
+                mat[i, idx] = s[:, 1]  # exact at logged steps (also keeps NaN/inf logged values)
+        n = (~np.isnan(mat)).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = np.nansum(mat, axis=0)
+            mean = np.where(n > 0, total / np.maximum(n, 1), np.nan)
+            dev = np.where(np.isnan(mat), 0.0, mat - mean)
+            var = np.where(n > 1, (dev**2).sum(axis=0) / np.maximum(n - 1, 1), np.nan)
+            std = np.sqrt(var)
+            sem = std / np.sqrt(n)
+        part = {"step": grid}
+        for col, val in zip(group_cols, gkey, strict=False):
+            part[col] = [val] * len(grid)
+        part.update({"mean": mean, "std": std, "sem": sem, "n": n.astype(np.int64)})
+        out_frames.append(pd.DataFrame(part))
+    if not out_frames:
+        return pd.DataFrame(columns=["step", *group_cols, "mean", "std", "sem", "n"])
+    out = pd.concat(out_frames, ignore_index=True)
+    if np.all(np.mod(out["step"].to_numpy(), 1) == 0):
+        out["step"] = out["step"].astype(np.int64)
+    return out

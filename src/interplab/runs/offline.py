@@ -1,0 +1,158 @@
+"""Offline runs: find the run folders W&B writes and read their ``run-<id>.wandb`` logs.
+
+A source path may be: one ``.wandb`` file; one run folder (``offline-run-*`` / ``run-*`` holding a
+``run-<id>.wandb``); or any folder holding such run folders, directly, under ``wandb/``, or a few
+levels down. Links such as ``wandb/latest-run`` are resolved and every run is counted once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from interplab.common.errors import InterplabError
+from interplab.runs.cache import HistoryCache, offline_key
+from interplab.runs.leveldb_log import read_log_bytes, scan_log
+from interplab.runs.records import RunLog, RunLogBuilder
+from interplab.runs.run import Run
+
+logger = logging.getLogger(__name__)
+
+#: how far below the source folder run folders are looked for
+MAX_DEPTH = 4
+#: a log without an exit record modified this recently counts as still running
+RUNNING_WINDOW_S = 300.0
+
+
+def _run_log_in(folder: Path) -> Path | None:
+    logs = sorted(folder.glob("run-*.wandb"))
+    return logs[0] if logs else None
+
+
+def discover_logs(source: str | Path) -> list[Path]:
+    """Every distinct ``run-<id>.wandb`` under ``source`` (resolved real paths, sorted)."""
+    root = Path(source).expanduser()
+    if not root.exists():
+        raise InterplabError(
+            f"run source {root} does not exist (expected a folder of W&B runs or a run folder)"
+        )
+    if root.is_file():
+        if root.suffix != ".wandb":
+            raise InterplabError(f"{root} is not a W&B log (expected a run-<id>.wandb file or a folder)")
+        return [root.resolve()]
+    found: dict[Path, None] = {}
+    direct = _run_log_in(root)
+    if direct is not None:
+        found[direct.resolve()] = None
+    else:
+        base_depth = len(root.parts)
+        for dirpath, dirnames, _ in os.walk(root, followlinks=False):
+            here = Path(dirpath)
+            depth = len(here.parts) - base_depth
+            keep = []
+            for name in sorted(dirnames):
+                sub = here / name
+                if name.startswith(("offline-run-", "run-")):
+                    log = _run_log_in(sub)
+                    if log is not None:
+                        found.setdefault(log.resolve(), None)
+                        continue
+                if depth + 1 < MAX_DEPTH and not sub.is_symlink() and not name.startswith("."):
+                    keep.append(name)
+            dirnames[:] = keep
+    if not found:
+        raise InterplabError(
+            f"no W&B runs found in {root} (looked for run-<id>.wandb files in offline-run-*/run-* "
+            f"folders, also under wandb/, up to {MAX_DEPTH} levels down)"
+        )
+    return sorted(found)
+
+
+def decode_log(log_file: Path) -> RunLog:
+    """Read one log completely (every valid record; damaged chunks skipped)."""
+    from interplab.runs.history_fast import decode_scan
+
+    data = read_log_bytes(log_file)
+    scan = scan_log(data, log_file)
+    log = decode_scan(scan)
+    log.damaged_chunks = scan.damaged_chunks
+    log.partial_tail = scan.partial_tail
+    if not log.run_id:
+        log.run_id = log_file.stem.removeprefix("run-")
+    return log
+
+
+def decode_log_exact(log_file: Path) -> RunLog:
+    """Read one log with protobuf for every record (the reference the fast path is tested against)."""
+    from interplab.runs.records import parse_record
+
+    data = read_log_bytes(log_file)
+    scan = scan_log(data, log_file)
+    builder = RunLogBuilder()
+    for payload in scan.records():
+        builder.apply(parse_record(payload))
+    log = builder.finish()
+    log.n_records = len(scan)
+    log.damaged_chunks = scan.damaged_chunks
+    log.partial_tail = scan.partial_tail
+    if not log.run_id:
+        log.run_id = log_file.stem.removeprefix("run-")
+    return log
+
+
+def load_log(log_file: Path, cache: HistoryCache | None = None) -> RunLog:
+    """A log's data through the Parquet cache (keyed by resolved path, size and mtime)."""
+    cache = cache if cache is not None else HistoryCache()
+    key = offline_key(log_file) if cache.enabled else None
+    if key is not None:
+        hit = cache.load(key)
+        if hit is not None:
+            history, meta = hit
+            return RunLog.from_meta(meta, history)
+    log = decode_log(log_file)
+    if key is not None:
+        cache.store(key, log.history, log.meta())
+    return log
+
+
+def offline_state(log: RunLog, log_file: Path, now: float | None = None) -> str:
+    """``finished`` (exit code 0), ``failed`` (non-zero exit), else ``running`` if the log was
+    written in the last few minutes, else ``crashed``."""
+    if log.exit_code is not None:
+        return "finished" if log.exit_code == 0 else "failed"
+    age = (now if now is not None else time.time()) - log_file.stat().st_mtime
+    return "running" if age < RUNNING_WINDOW_S else "crashed"
+
+
+def run_from_log(log: RunLog, log_file: Path, source: str) -> Run:
+    """A :class:`Run` whose history is the decoded one."""
+    folder = log_file.parent
+    return Run(
+        id=log.run_id,
+        name=log.display_name or log.run_id,
+        tags=list(log.tags),
+        state=offline_state(log, log_file),
+        config=log.config,
+        summary=log.summary,
+        source=source,
+        path=folder,
+        project=log.project,
+        entity=log.entity,
+        group=log.group,
+        job_type=log.job_type,
+        created_at=log.start_time,
+        log_file=log_file,
+        files_dir=folder / "files",
+        _history=log.history,
+    )
+
+
+def offline_runs(source: str | Path, cache: HistoryCache | None = None) -> list[Run]:
+    """Every run under ``source``, read through the cache, in start-time order."""
+    cache = cache if cache is not None else HistoryCache()
+    label = f"offline:{Path(source).expanduser()}"
+    runs = [run_from_log(load_log(f, cache), f, label) for f in discover_logs(source)]
+    runs.sort(key=lambda r: (r.created_at is None, r.created_at or 0, r.id))
+    return runs

@@ -2,11 +2,141 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 app = typer.Typer(
     help="Prune models (Wanda, SparseGPT) and analyse the structure of sparsity masks.", no_args_is_help=True
 )
+
+
+# --- masks hamming / multi-exec / multi-seed / report (owner: masks-analysis) ----------------------
+
+AXIS_HELP = "Features are the matrix 'columns' (default) or its 'rows'."
+NULL_HELP = "Null-model samples (shuffled-mask draws) per execution; 0 turns the null model off."
+HIST_HELP = "Whole-matrix Hamming histogram: at most this many features (random subsample beyond)."
+
+
+@app.command("hamming")
+def hamming_command(
+    matrix: Path = typer.Argument(..., help="A .pt file holding a 2-D weight matrix [D, N]."),
+    feature_idx: int | None = typer.Option(
+        None, "--feature-idx", help="Reference feature (random if omitted)."
+    ),
+    n_features: int = typer.Option(128, "--n-features", help="Top-N similar features (reference included)."),
+    n_clusters: int = typer.Option(8, "--n-clusters", help="k for k-means."),
+    seed: int = typer.Option(42, "--seed", help="Seed for the feature choice, k-means and the null model."),
+    axis: str = typer.Option("columns", "--axis", help=AXIS_HELP),
+    null_samples: int = typer.Option(20, "--null-samples", help=NULL_HELP),
+    hist_max_features: int = typer.Option(2048, "--hist-max-features", help=HIST_HELP),
+    output_json: Path | None = typer.Option(None, "--output-json", help="Write the results JSON here."),
+) -> None:
+    """One reference feature: every Hamming distance to its top-N neighbours and the cluster metrics."""
+    from interplab.masks.multi_exec import hamming_analysis
+    from interplab.masks.tables import print_result
+
+    result = hamming_analysis(
+        matrix, feature_idx, n_features, n_clusters, seed, axis, null_samples, hist_max_features, output_json
+    )
+    print_result(result)
+
+
+@app.command("multi-exec")
+def multi_exec_command(
+    matrix: Path = typer.Argument(..., help="A .pt file holding a 2-D weight matrix [D, N]."),
+    n_executions: int = typer.Option(10, "--n-executions", help="Random reference features."),
+    n_features: int = typer.Option(128, "--n-features", help="Top-N similar features per execution."),
+    n_clusters: int = typer.Option(8, "--n-clusters", help="k for k-means."),
+    seed: int = typer.Option(42, "--seed", help="Seed for the feature choice, k-means and the null model."),
+    axis: str = typer.Option("columns", "--axis", help=AXIS_HELP),
+    null_samples: int = typer.Option(20, "--null-samples", help=NULL_HELP),
+    hist_max_features: int = typer.Option(2048, "--hist-max-features", help=HIST_HELP),
+    output_json: Path | None = typer.Option(None, "--output-json", help="Write the results JSON here."),
+) -> None:
+    """Repeated random selections of one matrix; metrics as mean ± std over executions."""
+    from interplab.masks.multi_exec import multi_exec_analysis
+    from interplab.masks.tables import print_result
+
+    result = multi_exec_analysis(
+        matrix, n_executions, n_features, n_clusters, seed, axis, null_samples, hist_max_features, output_json
+    )
+    print_result(result)
+
+
+def parse_k_values(values: list[str], extra: list[str]) -> list[int]:
+    """``--k-values 4 8 16`` (extra tokens after the option), ``--k-values 4,8`` or repeated flags."""
+    from interplab.common.errors import InterplabError
+
+    tokens = [t for v in [*values, *extra] for t in v.replace(",", " ").split()]
+    try:
+        return [int(t) for t in tokens]
+    except ValueError as exc:
+        raise InterplabError(f"--k-values expects integers, got {' '.join(tokens)!r}") from exc
+
+
+@app.command("multi-seed", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def multi_seed_command(
+    ctx: typer.Context,
+    method: str = typer.Option(..., "--method", help="Method folder inside --matrix-dir (e.g. wanda)."),
+    component: str = typer.Option(..., "--component", help="e.g. mlp.down_proj, self_attn.q_proj."),
+    layer: int = typer.Option(1, "--layer", help="Layer number."),
+    matrix_dir: Path = typer.Option(
+        Path("clustering_characterization"), "--matrix-dir", help="Holds <method>/layer<L>-<component>.pt."
+    ),
+    seeds: int = typer.Option(10, "--seeds", help="Random seeds (0 … seeds-1)."),
+    n_similar: int = typer.Option(128, "--n-similar", help="Top-N similar features per seed."),
+    k_values: list[str] = typer.Option(
+        ["4", "8", "16"], "--k-values", help="k values, e.g. --k-values 4 8 16."
+    ),
+    output_dir: Path | None = typer.Option(
+        None, "--output-dir", help="Default results/metrics/multi_seed_clustering/<method>/<component>/."
+    ),
+    axis: str = typer.Option("columns", "--axis", help=AXIS_HELP),
+    null_samples: int = typer.Option(20, "--null-samples", help=NULL_HELP),
+    hist_max_features: int = typer.Option(2048, "--hist-max-features", help=HIST_HELP),
+) -> None:
+    """Clustering of one matrix over several seeds and k values, with per-run and summary figures."""
+    from interplab.masks.multi_seed import multi_seed_analysis
+    from interplab.masks.report import fmt
+
+    summary = multi_seed_analysis(
+        method,
+        layer,
+        component,
+        matrix_dir,
+        seeds,
+        n_similar,
+        parse_k_values(k_values, ctx.args),
+        output_dir,
+        axis,
+        null_samples,
+        hist_max_features,
+    )
+    for k, agg in summary["summary"].items():
+        sep = agg.get("separation_ratio", {})
+        typer.echo(f"k={k}: separation {fmt(sep.get('mean'))} ± {fmt(sep.get('std'))}")
+
+
+@app.command("report")
+def report_command(
+    results_dir: Path = typer.Option(Path("analysis_results"), "--results-dir", help="Searched recursively."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for the report files (default: results dir)."
+    ),
+) -> None:
+    """Comparative table over all hamming / multi-exec / multi-seed results (rich, Markdown, CSV)."""
+    from rich.console import Console
+
+    from interplab.masks.report import comparative_report, report_table
+
+    report = comparative_report(results_dir, out)
+    console = Console()
+    console.print(report_table(report))
+    for note in report.notes:
+        console.print(f"note: {note}")
+    for path in report.files:
+        console.print(f"wrote {path}")
 
 
 # --- masks prune (owner: masks-prune) ---------------------------------------------------------------

@@ -334,6 +334,23 @@ class FeaturePage:
         return dataclasses.asdict(self)
 
 
+def _database_shards(db: Path) -> tuple[list[Path], list[Path]]:
+    """Token and activation shard files: the complete shards listed in ``manifest.json`` when it
+    lists them (files of an interrupted shard are ignored), else every Parquet file found."""
+    try:
+        manifest = json.loads((db / "manifest.json").read_text(encoding="utf-8"))
+        shards = manifest.get("shards") if isinstance(manifest, dict) else None
+    except (OSError, ValueError):
+        shards = None
+    if isinstance(shards, list) and shards and all(isinstance(s, dict) and "tokens" in s for s in shards):
+        tok = [db / s["tokens"] for s in shards]
+        act = [db / s["activations"] for s in shards if s.get("activations")]
+        return [p for p in tok if p.is_file()], [p for p in act if p.is_file()]
+    tok = sorted((db / "tokens").glob("*.parquet"))
+    act = sorted((db / "activations").glob("*.parquet")) if (db / "activations").is_dir() else []
+    return tok, act
+
+
 def _sql_str(s: str | Path) -> str:
     return "'" + str(s).replace("'", "''") + "'"
 
@@ -377,8 +394,7 @@ class AnalysisData:
         db = self.files.database
         if db is None:
             return
-        tok = sorted((db / "tokens").glob("*.parquet"))
-        act = sorted((db / "activations").glob("*.parquet")) if (db / "activations").is_dir() else []
+        tok, act = _database_shards(db)
         if not tok:
             return
         tok_list = "[" + ", ".join(_sql_str(p) for p in tok) + "]"

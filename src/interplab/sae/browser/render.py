@@ -52,7 +52,14 @@ def histogram_svg_data(hist: dict | None, width: int = 560, height: int = 160) -
     """Bar geometry for the activation histogram (drawn as inline SVG by the template)."""
     if not hist or not hist.get("counts"):
         return None
-    counts = hist["counts"]
+    counts = list(hist["counts"])
+    edges = list(hist["edges"]) if hist.get("edges") else None
+    nz = [i for i, c in enumerate(counts) if c]
+    if nz:  # drop empty bins at both ends (fixed log-spaced bins leave many)
+        lo_i, hi_i = nz[0], nz[-1] + 1
+        counts = counts[lo_i:hi_i]
+        edges = edges[lo_i : hi_i + 1] if edges else None
+    hist = {**hist, "counts": counts, "edges": edges}
     top = max(counts) or 1.0
     n = len(counts)
     bar_w = width / n

@@ -65,12 +65,16 @@ def _prepare(
 def mean_std(
     df: pd.DataFrame, metric: str, step_key: str = "_step", group_by: str | None = None
 ) -> pd.DataFrame:
-    """Per (group, step): mean, std (ddof=1, 0 for a single run) and n of ``metric`` across runs."""
-    keys = [group_by, step_key] if group_by else [step_key]
-    stats = df.dropna(subset=[metric]).groupby(keys, sort=True)[metric].agg(["mean", "std", "count"])
-    stats = stats.rename(columns={"count": "n"}).reset_index()
+    """Per (group, step): mean, std (ddof=1; 0 for a single run) and n of ``metric`` across runs.
+
+    Uses :func:`interplab.runs.frames.aggregate` (runs logged at different steps are interpolated
+    onto the union of their steps).
+    """
+    from interplab.runs.frames import aggregate
+
+    stats = aggregate(df, metric, group_by=[group_by] if group_by else None, step_key=step_key)
     stats["std"] = stats["std"].fillna(0.0)
-    return stats.rename(columns={step_key: "step"})
+    return stats
 
 
 def _resolve_phases(

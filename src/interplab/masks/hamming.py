@@ -1,8 +1,9 @@
-"""Exact Hamming distances between binary feature vectors through matrix multiplication.
+"""Exact Hamming distances between binary feature vectors.
 
-For 0/1 vectors a, b of length D: ``count(a, b) = |a| + |b| − 2·a·b`` and the distance is
-``count / D``. The products run as float32 GEMM when every partial sum is an exactly representable
-integer (D < 2^24), otherwise in float64, and are rounded back to integers, so counts are exact.
+All pairs: for 0/1 vectors a, b of length D, ``count(a, b) = |a| + |b| − 2·a·b`` and the distance is
+``count / D``; the products run as one GEMM, in float32 when every partial sum is an exactly
+representable integer (D < 2^24), otherwise in float64, rounded back to integers, so counts are exact.
+One feature to all (neighbour search): XOR + popcount on bit-packed rows (:class:`HammingIndex`).
 """
 
 from __future__ import annotations
@@ -42,34 +43,44 @@ def pairwise_hamming(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     return pairwise_counts(a, b) / np.float64(np.asarray(a).shape[1])
 
 
+def pack_bits(mask: np.ndarray) -> np.ndarray:
+    """Rows of a boolean ``[N, D]`` array packed into ``uint64`` words (zero-padded to 64 bits)."""
+    packed = np.packbits(np.asarray(mask, dtype=bool), axis=1, bitorder="little")
+    packed = np.pad(packed, ((0, 0), (0, -packed.shape[1] % 8)))
+    return np.ascontiguousarray(packed).view(np.uint64)
+
+
 @dataclasses.dataclass
 class HammingIndex:
-    """Feature vectors prepared once for fast one-to-all distance queries."""
+    """Feature vectors bit-packed once for fast one-to-all distance queries.
 
-    vectors: np.ndarray  # float [N, D] of 0/1
+    A query XORs the reference's 64-bit words with every feature's and counts the set bits
+    (``numpy.bitwise_count``): exact integer counts, reading D/8 bytes per feature instead of the
+    4·D of a float32 matrix-vector product, which keeps a 4096×11008 query near a millisecond.
+    """
+
+    packed: np.ndarray  # uint64 [N, ceil(D / 64)]
     ones: np.ndarray  # int64 [N], kept positions per feature
+    n_positions: int
 
     @classmethod
     def build(cls, mask: np.ndarray) -> HammingIndex:
         mask = np.asarray(mask, dtype=bool)
-        return cls(vectors=mask.astype(exact_dtype(mask.shape[1])), ones=mask.sum(axis=1, dtype=np.int64))
+        return cls(
+            packed=pack_bits(mask), ones=mask.sum(axis=1, dtype=np.int64), n_positions=int(mask.shape[1])
+        )
 
     @property
     def n_features(self) -> int:
-        return int(self.vectors.shape[0])
-
-    @property
-    def n_positions(self) -> int:
-        return int(self.vectors.shape[1])
+        return int(self.packed.shape[0])
 
     def counts_to(self, feature_idx: int) -> np.ndarray:
-        """Hamming counts from feature ``feature_idx`` to every feature (one matrix-vector product)."""
-        dots = np.rint(self.vectors @ self.vectors[feature_idx]).astype(np.int64)
-        return self.ones[feature_idx] + self.ones - 2 * dots
+        """Hamming counts from feature ``feature_idx`` to every feature."""
+        return np.bitwise_count(self.packed ^ self.packed[feature_idx]).sum(axis=1, dtype=np.int64)
 
     def nearest(self, feature_idx: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` features closest to ``feature_idx`` (itself first, then by count, ties by index)
-        and their Hamming counts."""
+        and the Hamming counts of all features."""
         counts = self.counts_to(feature_idx)
         return top_k(counts, feature_idx, k), counts
 

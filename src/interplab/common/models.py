@@ -124,6 +124,7 @@ def load_model(
             raise InterplabError(f"{name_or_path}: cannot load model weights: {exc}") from exc
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = _honour_generic_tokenizer(tokenizer, source, local)
     except Exception as exc:
         raise InterplabError(f"{name_or_path}: cannot load tokenizer: {exc}") from exc
     if tokenizer.pad_token is None:
@@ -133,6 +134,26 @@ def load_model(
     return LoadedModel(
         model=model, tokenizer=tokenizer, name=str(name_or_path), source=source, is_causal=want_causal
     )
+
+
+GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def _honour_generic_tokenizer(tokenizer: Any, source: str, local: bool) -> Any:
+    """A local folder whose tokenizer_config declares the generic fast tokenizer is loaded as that
+    class: transformers 5 otherwise picks the model type's tokenizer (e.g. Qwen2Tokenizer), which
+    rebuilds its own pre-tokenizer and drops a custom tokenizer.json (a word-level one yields no ids)."""
+    import json
+
+    from transformers import PreTrainedTokenizerFast
+
+    config_file = Path(source) / "tokenizer_config.json"
+    if not local or not config_file.exists() or not (Path(source) / "tokenizer.json").exists():
+        return tokenizer
+    declared = json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class")
+    if declared in GENERIC_TOKENIZER_CLASSES and type(tokenizer).__name__ not in GENERIC_TOKENIZER_CLASSES:
+        return PreTrainedTokenizerFast.from_pretrained(source)
+    return tokenizer
 
 
 def _get_attr_path(obj: Any, path: str) -> Any:

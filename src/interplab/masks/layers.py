@@ -40,7 +40,7 @@ class LinearLayer:
     def weight(self) -> torch.Tensor:
         """The weight as an [out, in] float32 tensor (a copy)."""
         w = self.module.weight.detach()
-        return (w.t() if self.transposed else w).float().clone()
+        return (w.t() if self.transposed else w).float().contiguous().clone()
 
     def set_weight(self, new: torch.Tensor) -> None:
         """Write an [out, in] tensor back into the module (in its own dtype and layout)."""

@@ -54,7 +54,7 @@ def sparsegpt_prune(
     ``hessian`` is H = 2XXᵀ/n [in, in]. Inputs that never fire (zero diagonal) get diag 1 and their
     weight column set to 0, as in the reference implementation.
     """
-    w = weight.detach().float().clone()
+    w = weight.detach().float().contiguous().clone()
     h = hessian.detach().float().clone()
     rows, cols = w.shape
     n, m = structure.n, structure.m
@@ -73,7 +73,7 @@ def sparsegpt_prune(
         err1 = torch.zeros_like(w1)
         hinv1 = hinv[i1:i2, i1:i2]
         d = hinv1.diagonal()
-        mask1 = torch.zeros_like(w1, dtype=torch.bool)
+        mask1 = torch.zeros(rows, count, dtype=torch.bool)
         if not structure.is_nm:
             k = prune_count(rows * count, sparsity)
             if k > 0:

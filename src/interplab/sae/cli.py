@@ -9,6 +9,93 @@ app = typer.Typer(
 )
 
 
+# ---- sae quick / sae train (owner: sae-core) ------------------------------------------------------
+@app.command("quick")
+def quick_command(
+    sae: str = typer.Option(..., "--sae", help="SAE folder (SAELens, sparsify or weights.pt + config.json)."),
+    model: str = typer.Option("minilm", "--model", help="'minilm', a model folder or a hub id."),
+    layer: int | None = typer.Option(None, "--layer", help="Block index (default: from the SAE config)."),
+    hook: str | None = typer.Option(
+        None, "--hook", help="hook_resid_pre|hook_resid_post|hook_mlp_out|hook_attn_out or blocks.L.<hook>."
+    ),
+    data: str = typer.Option("docs", "--data", help="'docs' or a .json/.txt/.jsonl/.parquet file."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass."),
+    max_tokens: int | None = typer.Option(
+        None, "--max-tokens", help="Stop after this many tokens (docs default: 32768)."
+    ),
+    context_size: int = typer.Option(128, "--context-size", help="Tokens per window."),
+    output_json: str | None = typer.Option(None, "--output-json", help="Also write the sections as JSON."),
+    no_ablation: bool = typer.Option(False, "--no-ablation", help="Skip the three-pass ablation section."),
+) -> None:
+    """Quick check of an SAE: sparsity, dead features, reconstruction and ablation in one pass."""
+    from interplab.sae.quick import quick_check, render_tables
+
+    result = quick_check(
+        model=model,
+        sae_path=sae,
+        layer=layer,
+        hook=hook,
+        data=data,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        context_size=context_size,
+        output_json=output_json,
+        ablation=not no_ablation,
+    )
+    render_tables(result)
+    if result.output_json is not None:
+        typer.echo(f"wrote {result.output_json}")
+
+
+@app.command("train")
+def train_command(
+    out: str = typer.Option(..., "--out", help="Output folder (SAELens format + history.json)."),
+    model: str = typer.Option("minilm", "--model", help="'minilm', a model folder or a hub id."),
+    layer: int | None = typer.Option(3, "--layer", help="Block index."),
+    hook: str = typer.Option("hook_resid_post", "--hook", help="Hook kind or full name blocks.L.<hook>."),
+    data: str = typer.Option("docs", "--data", help="'docs' or a .json/.txt/.jsonl/.parquet file."),
+    d_sae: int = typer.Option(512, "--d-sae", help="Number of SAE latents."),
+    k: int = typer.Option(32, "--k", help="Active latents per token (TopK)."),
+    steps: int = typer.Option(800, "--steps", help="Optimiser steps."),
+    batch_size: int = typer.Option(512, "--batch-size", help="Tokens per optimiser step."),
+    lr: float | None = typer.Option(
+        None, "--lr", help="Adam learning rate (default 2e-4/sqrt(d_sae/16384))."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    max_tokens: int | None = typer.Option(
+        None, "--max-tokens", help="Activations collected (default 32768 tokens)."
+    ),
+    context_size: int = typer.Option(128, "--context-size", help="Tokens per window."),
+    model_batch_size: int = typer.Option(16, "--model-batch-size", help="Windows per forward pass."),
+    wandb: str = typer.Option("off", "--wandb", help="off | offline | online: log metrics with W&B."),
+) -> None:
+    """Train a small TopK SAE and write it as a SAELens folder with history.json."""
+    from interplab.sae.train import train_sae
+
+    result = train_sae(
+        model=model,
+        layer=layer,
+        hook=hook,
+        data=data,
+        d_sae=d_sae,
+        k=k,
+        steps=steps,
+        out=out,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        wandb_mode=wandb,
+        max_tokens=max_tokens,
+        context_size=context_size,
+        model_batch_size=model_batch_size,
+    )
+    f = result.final
+    typer.echo(
+        f"{result.folder}: explained variance {f['explained_variance']:.4f}, L0 {f['l0']:.1f}, "
+        f"dead {100 * f['dead_fraction']:.1f}% ({result.seconds:.1f}s)"
+    )
+
+
 # ---- sae browse (feature browser; owner: sae-browser) -------------------------------------------
 @app.command("browse")
 def browse_command(

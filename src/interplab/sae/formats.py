@@ -416,7 +416,9 @@ def detect_format(folder: Path) -> str:
         if p.is_dir() and ((p / SPARSIFY_WEIGHTS).exists() or (p / SAELENS_WEIGHTS).exists())
     )
     hint = f"; SAE sub-folders here (pass one of them): {', '.join(subdirs)}" if subdirs else ""
-    found = ", ".join(sorted(names)) or "nothing"
+    listed = sorted(names)
+    found = ", ".join(listed[:20]) + (f", … ({len(listed) - 20} more)" if len(listed) > 20 else "")
+    found = found or "nothing"
     raise InterplabError(
         f"{folder}: not a recognised SAE folder (found: {found}); expected one of: "
         f"{'; '.join(EXPECTED_FILE_SETS)}{hint}"

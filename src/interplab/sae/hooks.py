@@ -52,13 +52,13 @@ class _StopForward(Exception):
     """Raised from a hook to end the forward pass once the hooked activation is captured."""
 
 
-def _module(model: Any) -> nn.Module:
+def unwrap_model(model: Any) -> nn.Module:
     return model.model if isinstance(model, LoadedModel) else model
 
 
 def n_layers(model: Any) -> int:
     """Number of transformer blocks."""
-    return len(find_blocks(_module(model))[1])
+    return len(find_blocks(unwrap_model(model))[1])
 
 
 def valid_hook_names(model: Any) -> list[str]:
@@ -113,7 +113,7 @@ def _is_bert_block(block: nn.Module) -> bool:
 
 def hook_module(model: Any, hp: HookPoint) -> tuple[nn.Module, bool]:
     """The module whose output (or, for ``hook_resid_pre``, input) is the hook point; bool = pre-hook."""
-    path, blocks = find_blocks(_module(model))
+    path, blocks = find_blocks(unwrap_model(model))
     block = blocks[hp.layer]
     block_name = f"{path}.{hp.layer}"
     if hp.kind == "hook_resid_pre":
@@ -127,7 +127,7 @@ def hook_module(model: Any, hp: HookPoint) -> tuple[nn.Module, bool]:
     return _submodule(block, _MLP_NAMES, "MLP", block_name), False
 
 
-def _first(out: Any) -> Tensor:
+def first_tensor(out: Any) -> Tensor:
     if isinstance(out, Tensor):
         return out
     if isinstance(out, tuple | list) and out and isinstance(out[0], Tensor):
@@ -159,7 +159,7 @@ def forward_kwargs(model: nn.Module) -> dict[str, Any]:
     return {"use_cache": False} if "use_cache" in params else {}
 
 
-def _run(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, **kwargs: Any) -> Any:
+def run_forward(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, **kwargs: Any) -> Any:
     dev = next(model.parameters()).device
     input_ids = input_ids.to(dev)
     if attention_mask is not None:
@@ -177,7 +177,7 @@ def capture_activations(
 ) -> Tensor:
     """The activation at ``hp`` for a batch, ``[B, T, d]``. ``stop`` ends the forward pass right
     after the hooked module (nothing past the hook layer is computed)."""
-    module = _module(model)
+    module = unwrap_model(model)
     target, pre = hook_module(module, hp)
     captured: dict[str, Tensor] = {}
 
@@ -192,13 +192,13 @@ def capture_activations(
     else:
 
         def hook(_mod: nn.Module, _args: tuple, out: Any) -> None:
-            captured["act"] = _first(out).detach()
+            captured["act"] = first_tensor(out).detach()
             if stop:
                 raise _StopForward
 
         handle = target.register_forward_hook(hook)
     try:
-        _run(module, input_ids, attention_mask)
+        run_forward(module, input_ids, attention_mask)
     except _StopForward:
         pass
     finally:
@@ -209,7 +209,7 @@ def capture_activations(
 @contextlib.contextmanager
 def replace_activations(model: Any, hp: HookPoint, fn: Callable[[Tensor], Tensor]) -> Iterator[None]:
     """Within the block, every forward pass has the activation at ``hp`` replaced by ``fn(act)``."""
-    module = _module(model)
+    module = unwrap_model(model)
     target, pre = hook_module(module, hp)
     if pre:
 
@@ -225,7 +225,7 @@ def replace_activations(model: Any, hp: HookPoint, fn: Callable[[Tensor], Tensor
     else:
 
         def hook(_mod: nn.Module, _args: tuple, out: Any) -> Any:
-            act = _first(out)
+            act = first_tensor(out)
             return _replace_first(out, fn(act).to(act.dtype))
 
         handle = target.register_forward_hook(hook)
@@ -237,7 +237,7 @@ def replace_activations(model: Any, hp: HookPoint, fn: Callable[[Tensor], Tensor
 
 def hook_width(model: Any, hp: HookPoint) -> int:
     """Width of the activation at ``hp`` (from a one-token forward that stops at the hook)."""
-    module = _module(model)
+    module = unwrap_model(model)
     dev = next(module.parameters()).device
     ids = torch.zeros((1, 1), dtype=torch.long, device=dev)
     act = capture_activations(module, hp, ids, torch.ones_like(ids), stop=True)

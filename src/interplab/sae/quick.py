@@ -1,0 +1,181 @@
+"""The quick check: one pass over a corpus → sparsity, dead features, reconstruction and ablation."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from interplab.common.atomic import write_json
+from interplab.common.errors import InterplabError
+from interplab.common.models import LoadedModel, load_model
+from interplab.common.progress import track
+from interplab.sae.corpus import TokenWindows, iter_batches, load_windows, n_batches
+from interplab.sae.formats import load_sae
+from interplab.sae.hooks import HookPoint, capture_activations, check_sae_width, resolve_hook
+from interplab.sae.metrics import AblationStats, ReconstructionStats, SparsityStats, batch_ablation
+from interplab.sae.model import SAE
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("sparsity", "dead_features", "reconstruction", "ablation")
+
+
+@dataclasses.dataclass
+class QuickCheckResult:
+    """The quick-check sections (``sparsity``, ``dead_features``, ``reconstruction``, ``ablation``,
+    ``run``) and where the JSON went."""
+
+    sections: dict[str, dict[str, Any]]
+    output_json: Path | None = None
+    seconds: float = 0.0
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return self.sections[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.sections)
+
+
+def validate_run_args(batch_size: int, context_size: int, max_tokens: int | None) -> None:
+    """Check numeric flags before anything is loaded."""
+    if int(batch_size) <= 0:
+        raise InterplabError(f"--batch-size must be ≥ 1, got {batch_size}")
+    if int(context_size) <= 1:
+        raise InterplabError(f"--context-size must be ≥ 2, got {context_size}")
+    if max_tokens is not None and int(max_tokens) <= 0:
+        raise InterplabError(f"--max-tokens must be ≥ 1, got {max_tokens}")
+
+
+def resolve_sae_hook(loaded: LoadedModel, sae: SAE, hook: str | None, layer: int | None) -> HookPoint:
+    """The hook point from the flags, falling back to the SAE's own ``hook_name`` / ``hook_layer``;
+    checks that the SAE's d_in equals the hooked width."""
+    if hook is None:
+        hook = sae.cfg.hook_name
+        if hook is None:
+            raise InterplabError("no --hook given and the SAE config names no hook_name")
+        if layer is not None and hook.startswith("blocks."):
+            hook = hook.split(".", 2)[2]
+    if layer is None and not str(hook).startswith("blocks."):
+        layer = sae.cfg.hook_layer
+    hp = resolve_hook(loaded, hook, layer)
+    if sae.cfg.hook_name and sae.cfg.hook_name.startswith("blocks.") and sae.cfg.hook_name != hp.name:
+        log.warning("SAE was trained on %s but is applied at %s", sae.cfg.hook_name, hp.name)
+    check_sae_width(loaded, hp, sae.d_in)
+    return hp
+
+
+def run_pass(
+    loaded: LoadedModel,
+    hp: HookPoint,
+    sae: SAE,
+    windows: TokenWindows,
+    batch_size: int = 8,
+    ablation: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """One pass over ``windows``: the four quick-check sections."""
+    sparsity = SparsityStats(sae.d_sae)
+    recon = ReconstructionStats(sae.d_in)
+    abl = AblationStats.for_model(loaded)
+    for batch in track(
+        iter_batches(windows, batch_size), "SAE quick check", total=n_batches(windows, batch_size)
+    ):
+        if ablation:
+            losses, act = batch_ablation(loaded, hp, sae, batch, return_activations=True)
+            abl.update(**losses)
+        else:
+            act = capture_activations(loaded, hp, batch.input_ids, batch.attention_mask, stop=True)
+        x = act[batch.token_mask.to(act.device)]
+        with torch.no_grad():
+            f, x_hat = sae.encode_decode(x.to(device=sae.device))
+        sparsity.update(f)
+        recon.update(x, x_hat)
+    sections = sparsity.result()
+    sections["reconstruction"] = recon.result()
+    if ablation:
+        sections["ablation"] = abl.result()
+    return sections
+
+
+def quick_check(
+    model: str = "minilm",
+    sae_path: str | Path = "",
+    layer: int | None = None,
+    hook: str | None = None,
+    data: str = "docs",
+    batch_size: int = 8,
+    max_tokens: int | None = None,
+    context_size: int = 128,
+    output_json: str | Path | None = None,
+    ablation: bool = True,
+    dtype: str = "float32",
+) -> QuickCheckResult:
+    """Load ``model`` and the SAE at ``sae_path``, run ``data`` through once and return (and with
+    ``output_json`` write) the sections ``sparsity``, ``dead_features``, ``reconstruction``,
+    ``ablation`` and ``run``."""
+    t0 = time.perf_counter()
+    validate_run_args(batch_size, context_size, max_tokens)
+    if not str(sae_path):
+        raise InterplabError("--sae is required: a folder holding an SAE")
+    sae = load_sae(sae_path, dtype=dtype)
+    loaded = load_model(model)
+    hp = resolve_sae_hook(loaded, sae, hook, layer)
+    windows = load_windows(loaded.tokenizer, data, context_size=context_size, max_tokens=max_tokens)
+    log.info(
+        "quick check: %s at %s, %d tokens in %d windows (%d empty texts skipped)",
+        loaded.name,
+        hp.name,
+        windows.n_tokens,
+        windows.n_windows,
+        windows.n_empty_texts,
+    )
+    sections = run_pass(loaded, hp, sae, windows, batch_size=batch_size, ablation=ablation)
+    sections["run"] = {
+        "model": str(model),
+        "sae": str(sae_path),
+        "sae_format": sae.cfg.source_format,
+        "architecture": sae.cfg.architecture,
+        "k": sae.cfg.k,
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        "hook": hp.name,
+        "layer": hp.layer,
+        "data": str(data),
+        "batch_size": int(batch_size),
+        "has_lm_head": loaded.is_causal,
+        **windows.summary(),
+    }
+    seconds = time.perf_counter() - t0
+    sections["run"]["seconds"] = round(seconds, 3)
+    out = None
+    if output_json is not None:
+        out = write_json(output_json, sections)
+    return QuickCheckResult(sections=sections, output_json=out, seconds=seconds)
+
+
+def render_tables(result: QuickCheckResult | dict[str, dict[str, Any]], console: Any = None) -> None:
+    """Print the sections as rich tables (lists such as per-feature frequencies are summarised)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    sections = result.sections if isinstance(result, QuickCheckResult) else result
+    console = console or Console()
+    for name in ("run", *SECTIONS):
+        if name not in sections:
+            continue
+        table = Table(title=name, show_header=True, header_style="bold")
+        table.add_column("key")
+        table.add_column("value", justify="right")
+        for key, value in sections[name].items():
+            if isinstance(value, list):
+                shown = f"[{len(value)} values]" if len(value) > 10 else str(value)
+            elif isinstance(value, float):
+                shown = f"{value:.6g}"
+            else:
+                shown = str(value)
+            table.add_row(key, shown)
+        console.print(table)

@@ -64,104 +64,67 @@ def xss_corpus(n_texts: int = 24, seed: int = 0) -> list[str]:
     return texts
 
 
+D_SAE = 64
+N_DEAD = 8  # the last N_DEAD features can never enter the top-k: dead by construction
+
+
 def build_analysis(root: Path, tiny_gpt2: Path) -> Path:
-    """Run the real ``sae analyze`` pipeline on the tiny model + a tiny TopK SAE over the XSS corpus."""
+    """Run the real ``sae analyze`` pipeline (tiny GPT-2 + tiny TopK SAE) over the XSS corpus.
+
+    The folder is built once per test session (per xdist worker) under ``root`` and reused.
+    """
+    done = root / "DONE"
+    if done.exists():
+        return root / "analysis"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    import torch
+
+    from interplab.sae import run_comprehensive_analysis
+    from interplab.sae.formats import save_sae
+    from interplab.sae.model import SAE, SAEConfig
+
     model = xss_model(tiny_gpt2, root / "model")
-    return _handmade_analysis(root / "analysis", model, xss_corpus())
-
-
-def _handmade_analysis(
-    folder: Path, model: Path, texts: list[str]
-) -> Path:  # TEMPORARY until sae analyze lands
-    import numpy as np
-    import pyarrow as pa
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model)
-    rows = []
-    ti = 0
-    for t, text in enumerate(texts):
-        for p, i in enumerate(tok(text, add_special_tokens=False)["input_ids"]):
-            rows.append((ti, t, p, i, tok.convert_ids_to_tokens(i)))
-            ti += 1
-    rng = np.random.default_rng(0)
-    nf = 48
-    acts = (rng.random((ti, nf)) * (rng.random((ti, nf)) < 0.15)).astype(np.float32)
-    acts[:, 0] = 0
-    db = folder / "activation_database"
-    (db / "tokens").mkdir(parents=True)
-    (db / "activations").mkdir()
-    c = list(zip(*rows, strict=True))
-    pq.write_table(
-        pa.table(
-            {
-                "token_idx": pa.array(c[0], pa.int64()),
-                "text_idx": pa.array(c[1], pa.int64()),
-                "position": pa.array(c[2], pa.int64()),
-                "token_id": pa.array(c[3], pa.int64()),
-                "token_str": pa.array(c[4]),
-            }
+    g = torch.Generator().manual_seed(0)
+    d_in = 32
+    b_enc = torch.zeros(D_SAE)
+    b_enc[-N_DEAD:] = -1e4
+    sae = SAE.from_weights(
+        SAEConfig(
+            d_in=d_in,
+            d_sae=D_SAE,
+            architecture="topk",
+            k=4,
+            hook_name="blocks.1.hook_resid_post",
+            hook_layer=1,
         ),
-        db / "tokens/shard_00000.parquet",
+        W_enc=torch.randn(d_in, D_SAE, generator=g),
+        W_dec=torch.nn.functional.normalize(torch.randn(D_SAE, d_in, generator=g), dim=1),
+        b_enc=b_enc,
+        b_dec=torch.zeros(d_in),
     )
-    idx = np.nonzero(acts)
-    pq.write_table(
-        pa.table(
-            {
-                "token_idx": pa.array(idx[0], pa.int64()),
-                "feature": pa.array(idx[1], pa.int32()),
-                "value": pa.array(acts[idx], pa.float32()),
-            }
-        ),
-        db / "activations/shard_00000.parquet",
+    save_sae(sae, root / "sae")
+    (root / "texts.json").write_text(json.dumps(xss_corpus()), encoding="utf-8")
+    run_comprehensive_analysis(
+        str(model),
+        str(root / "sae"),
+        layer=1,
+        hook_name="hook_resid_post",
+        data_path=str(root / "texts.json"),
+        batch_size=8,
+        analysis_dir=str(root / "analysis"),
+        context_size=32,
+        ablation_tokens=64,
+        ablation_features=2,
     )
-    (folder / "results").mkdir()
-    (folder / "plots").mkdir()
-    lines = []
-    for f in range(nf):
-        a = acts[:, f]
-        nz = np.nonzero(a)[0]
-        top = nz[np.argsort(-a[nz])][:5]
-        ex = [
-            {
-                "activation": float(a[i]),
-                "token": rows[i][4],
-                "context": texts[rows[i][1]],
-                "text_idx": rows[i][1],
-                "position": rows[i][2],
-            }
-            for i in top
-        ]
-        lines.append(
-            json.dumps(
-                {
-                    "feature": f,
-                    "density": len(nz) / ti,
-                    "mean_activation": float(a[nz].mean()) if len(nz) else 0.0,
-                    "max_activation": float(a.max()),
-                    "top_tokens": [{"token": e["token"], "count": 1} for e in ex],
-                    "top_examples": ex,
-                    "quantile_examples": [{"quantile": "0.5-0.75", "examples": ex[:2]}],
-                    "logit_effects": {"promoted": [[SCRIPT, 1.0]], "suppressed": [["w3", -1.0]]},
-                    "similar_features": [{"feature": (f + 1) % nf, "similarity": 0.5}],
-                    "coactivating_features": [{"feature": (f + 2) % nf, "phi": 0.2}],
-                    "histogram": {"counts": [3, 2, 1], "edges": [0, 0.3, 0.6, 0.9]},
-                }
-            )
-        )
-    (folder / "results/feature_summaries_20260101_000000.jsonl").write_text("\n".join(lines) + "\n")
-    (folder / "results/analysis_results_20260101_000000.json").write_text(
-        json.dumps({"sparsity": {"l0_mean": 3.2}})
-    )
-    (folder / "SUMMARY_20260101_000000.json").write_text(json.dumps({"model": "tiny", "n_tokens": ti}))
-    (folder / "README_20260101_000000.md").write_text("# Report\n")
-    import matplotlib.pyplot as plt
+    done.write_text("ok", encoding="utf-8")
+    return root / "analysis"
 
-    fig, ax = plt.subplots()
-    ax.plot([1, 2, 3])
-    fig.savefig(folder / "plots/density.png")
-    plt.close(fig)
-    return folder
+
+def shared_analysis(tmp_path_factory, tiny_models) -> Path:
+    """The session's analysis folder (built by the first test module that asks for it)."""
+    return build_analysis(tmp_path_factory.getbasetemp() / "sae_browser_analysis", tiny_models["gpt2"])
 
 
 def read_summaries(folder: Path) -> list[dict]:

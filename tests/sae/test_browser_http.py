@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser_support import IMG, SCRIPT, build_analysis, read_database, read_summaries, running_server
+from browser_support import IMG, SCRIPT, read_database, read_summaries, running_server, shared_analysis
 
 from interplab.common.errors import InterplabError
 from interplab.sae.browser import AnalysisData, choose_features, export_browser
@@ -22,7 +22,7 @@ from interplab.sae.browser.render import json_for_script
 
 @pytest.fixture(scope="module")
 def analysis(tiny_models, tmp_path_factory) -> Path:
-    return build_analysis(tmp_path_factory.mktemp("browser_http"), tiny_models["gpt2"])
+    return shared_analysis(tmp_path_factory, tiny_models)
 
 
 @pytest.fixture(scope="module")

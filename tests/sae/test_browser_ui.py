@@ -12,9 +12,9 @@ from browser_support import (
     CHROMIUM_ARGS,
     IMG,
     SCRIPT,
-    build_analysis,
     read_summaries,
     running_server,
+    shared_analysis,
 )
 
 pytestmark = pytest.mark.browser
@@ -26,7 +26,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 
 @pytest.fixture(scope="module")
 def analysis(tiny_models, tmp_path_factory) -> Path:
-    return build_analysis(tmp_path_factory.mktemp("browser_ui"), tiny_models["gpt2"])
+    return shared_analysis(tmp_path_factory, tiny_models)
 
 
 @pytest.fixture(scope="module")

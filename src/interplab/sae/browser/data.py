@@ -37,7 +37,6 @@ DENSE_THRESHOLD = 0.1  # a feature firing on more than 10 % of tokens is "dense"
 CONTEXT_RADIUS = 12  # tokens shown on each side of an example's activating token
 MAX_PER_PAGE = 500
 INDEX_VERSION = 1
-_TS_RE = re.compile(r"_(\d{8}_\d{6})\.[A-Za-z0-9]+$")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -48,7 +47,8 @@ def _latest(folder: Path, prefix: str, suffix: str) -> Path | None:
     """The file ``folder/prefix<ts>suffix`` with the latest timestamp (names sort by timestamp)."""
     if not folder.is_dir():
         return None
-    found = sorted(p for p in folder.glob(f"{prefix}*{suffix}") if p.is_file())
+    pattern = re.compile(re.escape(prefix) + r"\d{8}_\d{6}" + re.escape(suffix) + "$")
+    found = sorted(p for p in folder.glob(f"{prefix}*{suffix}") if pattern.match(p.name) and p.is_file())
     return found[-1] if found else None
 
 
@@ -153,7 +153,10 @@ def _neighbours(items: Any) -> list[dict]:
         else:
             f, v = item, None
         try:
-            out.append({"feature": int(f), "value": _num(v)})
+            entry = {"feature": int(f), "value": _num(v)}
+            if isinstance(item, dict) and isinstance(item.get("count"), int | float):
+                entry["count"] = int(item["count"])
+            out.append(entry)
         except (TypeError, ValueError):
             continue
     return out
@@ -190,10 +193,18 @@ def _quantile_groups(q: Any) -> list[dict]:
                 groups.append(
                     {"label": str(label), "examples": [_example(e) for e in g.get("examples") or []]}
                 )
-        else:  # flat list, possibly with a per-example quantile key
+        else:  # flat list, each example with its quantile (and the histogram bin it came from)
             by_label: dict[str, list[dict]] = {}
             for e in q:
-                label = str(_first(e, "quantile", "bin", "label", default="")) if isinstance(e, dict) else ""
+                label = ""
+                if isinstance(e, dict):
+                    qv = _first(e, "quantile", "bin", "label", default="")
+                    label = f"quantile {qv}" if isinstance(qv, int | float) else str(qv)
+                    lo, hi = _num(e.get("bin_lower")), _num(e.get("bin_upper"))
+                    if lo is not None or hi is not None:
+                        lo_s = "0" if lo is None else f"{lo:.3g}"
+                        hi_s = "∞" if hi is None else f"{hi:.3g}"
+                        label += f" · activation in [{lo_s}, {hi_s})"
                 by_label.setdefault(label, []).append(_example(e))
             groups = [{"label": k, "examples": v} for k, v in by_label.items()]
     return groups
@@ -236,9 +247,11 @@ def normalise_summary(rec: dict[str, Any]) -> dict[str, Any]:
     known = {
         "feature", "density", "frequency", "firing_rate", "mean_activation", "mean", "max_activation", "max",
         "top_tokens", "top_examples", "quantile_examples", "logit_effects", "logits", "similar_features",
-        "nearest_features", "coactivating_features", "cooccurring_features", "histogram", "activation_histogram",
+        "nearest_features", "coactivating_features", "cooccurring_features", "histogram", "activation_histogram", "ablation",
     }  # fmt: skip
-    extras = {k: v for k, v in rec.items() if k not in known and not isinstance(v, dict | list)}
+    extras = {
+        k: v for k, v in rec.items() if k not in known and v is not None and not isinstance(v, dict | list)
+    }
     return {
         "feature": int(rec["feature"]),
         "density": _num(_first(rec, "density", "frequency", "firing_rate")),
@@ -255,6 +268,7 @@ def normalise_summary(rec: dict[str, Any]) -> dict[str, Any]:
             _first(rec, "coactivating_features", "cooccurring_features", default=[])
         ),
         "histogram": _histogram(_first(rec, "histogram", "activation_histogram")),
+        "ablation": rec.get("ablation") if isinstance(rec.get("ablation"), dict) else None,
         "extra": extras,
     }
 

@@ -10,6 +10,7 @@ import jinja2
 from markupsafe import Markup
 
 from interplab.common.atomic import to_jsonable
+from interplab.sae.browser.data import DENSE_THRESHOLD
 
 
 def json_for_script(data: Any) -> Markup:
@@ -128,5 +129,10 @@ def make_env() -> jinja2.Environment:
     )
     env.filters["fmt"] = fmt
     env.filters["json_script"] = json_for_script
-    env.globals.update(shade=shade, histogram_svg_data=histogram_svg_data, flatten_metrics=flatten_metrics)
+    env.globals.update(
+        dense_threshold=DENSE_THRESHOLD,
+        shade=shade,
+        histogram_svg_data=histogram_svg_data,
+        flatten_metrics=flatten_metrics,
+    )
     return env

@@ -124,3 +124,80 @@ def browse_command(
     if ids is not None:
         raise InterplabError("--features: only used with --export")
     serve_browser(analysis_dir, host=host, port=port)
+
+
+# ---- sae analyze / sae demo (owner: sae-analyze) ---------------------------------------------------
+@app.command("analyze")
+def analyze_command(
+    sae: str = typer.Option(..., "--sae", help="SAE folder (SAELens, sparsify or weights.pt + config.json)."),
+    out: str = typer.Option(..., "--out", help="Analysis folder to write (resumes an interrupted run)."),
+    model: str = typer.Option("minilm", "--model", help="'minilm', a model folder or a hub id."),
+    layer: int | None = typer.Option(None, "--layer", help="Block index (default: from the SAE config)."),
+    hook: str | None = typer.Option(
+        None, "--hook", help="hook_resid_pre|hook_resid_post|hook_mlp_out|hook_attn_out or blocks.L.<hook>."
+    ),
+    data: str = typer.Option("docs", "--data", help="'docs' or a .json/.txt/.jsonl/.parquet file."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass."),
+    context_size: int = typer.Option(128, "--context-size", help="Tokens per window."),
+    max_tokens: int | None = typer.Option(
+        None, "--max-tokens", help="Stop after this many tokens (docs: 32768)."
+    ),
+    top_k: int = typer.Option(20, "--top-k", help="Top activating examples kept per feature."),
+    similarity: str = typer.Option("cosine", "--similarity", help="cosine | dot | euclidean (decoder rows)."),
+    cooccurrence: str = typer.Option("phi", "--cooccurrence", help="Comma list of phi, jaccard, pmi."),
+    n_neighbours: int = typer.Option(10, "--n-neighbours", help="Similar / co-active features per feature."),
+    ablation_tokens: int = typer.Option(4096, "--ablation-tokens", help="Tokens given full forward passes."),
+    ablation_features: int = typer.Option(16, "--ablation-features", help="Most frequent features ablated."),
+    context_radius: int = typer.Option(
+        10, "--context-radius", help="Context tokens each side of an example."
+    ),
+    shard_tokens: int = typer.Option(32768, "--shard-tokens", help="Tokens per database shard."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace a database built with other settings."
+    ),
+    dtype: str = typer.Option("float32", "--dtype", help="SAE dtype (float32, bfloat16, float16)."),
+) -> None:
+    """Full SAE analysis: Parquet activation database, matrices, summaries, plots and a report."""
+    from interplab.sae.analyzer import run_comprehensive_analysis
+
+    result = run_comprehensive_analysis(
+        model_name=model,
+        sae_path=sae,
+        layer=layer,
+        hook_name=hook,
+        data_path=data,
+        batch_size=batch_size,
+        analysis_dir=out,
+        context_size=context_size,
+        max_tokens=max_tokens,
+        top_k=top_k,
+        similarity=similarity,
+        cooccurrence=tuple(m.strip() for m in cooccurrence.split(",") if m.strip()),
+        n_neighbours=n_neighbours,
+        ablation_tokens=ablation_tokens,
+        ablation_features=ablation_features,
+        context_radius=context_radius,
+        shard_tokens=shard_tokens,
+        overwrite=overwrite,
+        dtype=dtype,
+    )
+    s = result.summary
+    typer.echo(
+        f"{result.out}: {s['n_tokens']} tokens, L0 {s['l0_mean']:.1f}, dead {s['n_dead']}/{s['d_sae']}, "
+        f"explained variance {s['explained_variance']:.4f} — see {result.files['readme']}"
+    )
+
+
+@app.command("demo")
+def demo_command(
+    out: str = typer.Option("sae-demo", "--out", help="Folder for the trained SAE (sae/) and its analysis."),
+    max_tokens: int = typer.Option(32768, "--max-tokens", help="Tokens of the built-in corpus used."),
+    d_sae: int = typer.Option(1024, "--d-sae", help="SAE latents."),
+    k: int = typer.Option(32, "--k", help="Active latents per token."),
+    steps: int = typer.Option(600, "--steps", help="Training steps."),
+) -> None:
+    """Train a small TopK SAE on minilm (layer 3, hook_resid_post, built-in corpus) and analyse it."""
+    from interplab.sae.analyzer import run_sae_demo
+
+    result = run_sae_demo(out, max_tokens=max_tokens, d_sae=d_sae, k=k, steps=steps)
+    typer.echo(f"SAE: {result.sae_folder}\nanalysis: {result.analysis.out / result.analysis.files['readme']}")

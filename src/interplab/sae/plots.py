@@ -1,0 +1,107 @@
+"""Figures of an SAE analysis (each saved as PNG + PDF via ``common.figures.save_figure``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interplab.common.figures import new_figure, save_figure
+from interplab.sae.stats import HIST_EDGES, FeatureStats
+
+
+def feature_density_histogram(stats: FeatureStats, path: Path) -> list[Path]:
+    """Histogram of log10 feature density (dead features counted separately in the title)."""
+    dens = stats.density
+    alive = dens > 0
+    fig, ax = new_figure(figsize=(6, 4))
+    if alive.any():
+        ax.hist(np.log10(dens[alive]), bins=50, color="#4c72b0")
+    ax.set_xlabel("log10(feature density)")
+    ax.set_ylabel("features")
+    ax.set_title(f"Feature density ({int((~alive).sum())} dead of {dens.size})")
+    return save_figure(fig, path)
+
+
+def l0_histogram(l0_counts: np.ndarray, path: Path) -> list[Path]:
+    """Histogram of active features per token (``l0_counts[j]`` = tokens with L0 = j)."""
+    fig, ax = new_figure(figsize=(6, 4))
+    xs = np.arange(l0_counts.size)
+    ax.bar(xs, l0_counts, width=1.0, color="#55a868")
+    nz = np.flatnonzero(l0_counts)
+    if nz.size:
+        ax.set_xlim(nz[0] - 1, nz[-1] + 1)
+    mean = float((xs * l0_counts).sum() / max(l0_counts.sum(), 1))
+    ax.axvline(mean, color="k", linestyle="--", linewidth=1, label=f"mean {mean:.1f}")
+    ax.set_xlabel("active features per token (L0)")
+    ax.set_ylabel("tokens")
+    ax.legend()
+    ax.set_title("L0 per token")
+    return save_figure(fig, path)
+
+
+def activation_distributions(stats: FeatureStats, features: np.ndarray, path: Path) -> list[Path]:
+    """Per-feature activation histograms (log-spaced bins) of the given features."""
+    fig, ax = new_figure(figsize=(7, 4.5))
+    centres = np.sqrt(HIST_EDGES[:-1] * HIST_EDGES[1:])
+    for f in features:
+        counts = stats.hist[f]
+        if counts.sum() == 0:
+            continue
+        ax.plot(centres, counts / counts.sum(), label=f"#{int(f)}", linewidth=1.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("activation (non-zero)")
+    ax.set_ylabel("fraction of firing tokens")
+    ax.set_title("Activation distributions of the most frequent features")
+    if len(features):
+        ax.legend(fontsize=7, ncol=2)
+    return save_figure(fig, path)
+
+
+def heatmap(
+    matrix: np.ndarray,
+    labels: np.ndarray,
+    title: str,
+    path: Path,
+    cmap: str = "RdBu_r",
+    symmetric: bool = True,
+) -> list[Path]:
+    """Heatmap of a (sub)matrix with feature labels."""
+    fig, ax = new_figure(figsize=(6.5, 5.5))
+    m = np.where(np.isfinite(matrix), matrix, np.nan)
+    kw: dict[str, Any] = {}
+    if symmetric:
+        lim = float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 1.0
+        kw = {"vmin": -lim, "vmax": lim}
+    im = ax.imshow(m, cmap=cmap, aspect="auto", interpolation="nearest", **kw)
+    fig.colorbar(im, ax=ax)
+    if len(labels) <= 40:
+        ax.set_xticks(range(len(labels)), [str(int(x)) for x in labels], rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels)), [str(int(x)) for x in labels], fontsize=6)
+    ax.grid(False)
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def training_history(history: list[dict[str, Any]], path: Path) -> list[Path] | None:
+    """Every numeric series of ``history.json`` against the step (one panel per metric, ≤ 6)."""
+    if not history:
+        return None
+    keys = [
+        k for k in history[0] if k not in ("step", "epoch") and isinstance(history[0].get(k), int | float)
+    ]
+    keys = keys[:6]
+    if not keys:
+        return None
+    steps = [h.get("step", i) for i, h in enumerate(history)]
+    fig, axes = new_figure(len(keys), 1, figsize=(6, 2.2 * len(keys)), squeeze=False)
+    for ax, key in zip(axes[:, 0], keys, strict=True):
+        ys = [h.get(key) for h in history]
+        pts = [(s, y) for s, y in zip(steps, ys, strict=True) if isinstance(y, int | float)]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), linewidth=1.2)
+        ax.set_ylabel(key)
+    axes[-1, 0].set_xlabel("step")
+    axes[0, 0].set_title("Training history")
+    return save_figure(fig, path)

@@ -1,0 +1,155 @@
+"""``SUMMARY_<ts>.json`` (key numbers + every output path) and ``README_<ts>.md`` (findings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from interplab.common.atomic import write_text
+
+
+def _get(d: dict[str, Any] | None, key: str) -> Any:
+    return None if d is None else d.get(key)
+
+
+def build_summary(an: Any, results: dict[str, Any], files: dict[str, str], ts: str) -> dict[str, Any]:
+    """The key numbers of an analysis (``files`` is added by the caller)."""
+    sp_, dead, rec, abl = (
+        results.get(k) or {} for k in ("sparsity", "dead_features", "reconstruction", "ablation")
+    )
+    st = an.collection.feature_stats
+    return {
+        "timestamp": ts,
+        "model": an.cfg.model_name,
+        "sae": an.cfg.sae_path,
+        "hook": an.hp.name,
+        "layer": an.hp.layer,
+        "data": an.cfg.data_path,
+        "d_in": an.sae.d_in,
+        "d_sae": an.sae.d_sae,
+        "architecture": an.sae.cfg.architecture,
+        "n_tokens": an.collection.n_tokens,
+        "n_texts": _get(results.get("data"), "n_texts"),
+        "n_empty_texts": _get(results.get("data"), "n_empty_texts"),
+        "l0_mean": sp_.get("l0_mean"),
+        "l1_mean": sp_.get("l1_mean"),
+        "n_dead": dead.get("n_dead"),
+        "pct_dead": dead.get("pct_dead"),
+        "n_dense": dead.get("n_dense"),
+        "n_alive": int((st.count > 0).sum()),
+        "mse": rec.get("mse"),
+        "explained_variance": rec.get("explained_variance"),
+        "explained_variance_legacy": rec.get("explained_variance_legacy"),
+        "cosine_similarity": rec.get("cosine_similarity"),
+        "l2_ratio": rec.get("l2_ratio"),
+        "baseline_loss": abl.get("baseline_loss"),
+        "sae_reconstruction_loss": abl.get("sae_reconstruction_loss"),
+        "zero_ablation_loss": abl.get("zero_ablation_loss"),
+        "loss_recovered": abl.get("loss_recovered"),
+        "kl_score": abl.get("kl_score"),
+        "ablation_tokens": abl.get("n_tokens"),
+        "ablation_substitute": abl.get("substitute"),
+        "similarity_metric": an.cfg.similarity,
+        "cooccurrence_metrics": list(an.cfg.cooccurrence),
+        "collection_seconds": _get(results.get("collection"), "seconds"),
+        "resumed_shards": _get(results.get("collection"), "resumed_shards"),
+    }
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")
+
+
+def write_readme(path: Path, summary: dict[str, Any], results: dict[str, Any], an: Any, inputs: Any) -> Path:
+    """The human-readable findings: metrics table, dead/dense counts, top features, file pointers."""
+    st = an.collection.feature_stats
+    lines = [
+        f"# SAE analysis — {summary['model']} at {summary['hook']}",
+        "",
+        f"SAE `{summary['sae']}` ({summary['architecture']}, d_in={summary['d_in']}, d_sae={summary['d_sae']}) "
+        f"on `{summary['data']}`: {summary['n_tokens']} tokens "
+        f"({_fmt(summary['n_texts'])} texts, {_fmt(summary['n_empty_texts'])} empty texts skipped).",
+        "",
+        "## Key metrics",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key in (
+        "l0_mean",
+        "l1_mean",
+        "n_alive",
+        "n_dead",
+        "pct_dead",
+        "n_dense",
+        "mse",
+        "explained_variance",
+        "explained_variance_legacy",
+        "cosine_similarity",
+        "l2_ratio",
+        "baseline_loss",
+        "sae_reconstruction_loss",
+        "zero_ablation_loss",
+        "loss_recovered",
+        "kl_score",
+    ):
+        lines.append(f"| {key} | {_fmt(summary.get(key))} |")
+    abl = results.get("ablation") or {}
+    lines += ["", f"Loss-based metrics: {abl.get('note', 'not computed')}."]
+    if abl.get("substitute"):
+        lines.append(f"Note: {abl['substitute']}.")
+    dead = results.get("dead_features") or {}
+    lines += [
+        "",
+        "## Dead and dense features",
+        "",
+        f"- {dead.get('n_dead', 0)} dead features (never fired on the {summary['n_tokens']} tokens), "
+        f"{dead.get('n_frequency_below_1e-5', 0)} with frequency < 1e-5, "
+        f"{dead.get('n_frequency_below_1e-6', 0)} with frequency < 1e-6.",
+        f"- {dead.get('n_dense', 0)} dense features (firing on > 10 % of tokens).",
+        "",
+        "## Most frequent features",
+        "",
+        "| feature | density | mean act. | max act. | top tokens |",
+        "|---|---|---|---|---|",
+    ]
+    order = np.lexsort((np.arange(st.d_sae), -st.count))[:15]
+    tok = an.loaded.tokenizer
+    for f in order:
+        if st.count[f] == 0:
+            break
+        ids = st.top_tokens[f][st.top_tokens[f] >= 0][:5]
+        from interplab.sae.summaries import gather_tokens
+
+        got = gather_tokens(inputs.db_path, inputs.shards, ids)
+        toks = [repr(t) for t in tok.batch_decode([[int(i)] for i in got["token_id"]])]
+        lines.append(
+            f"| {int(f)} | {st.density[f]:.4f} | {st.mean_active[f]:.3f} | {st.max[f]:.3f} | "
+            f"{_md_cell(', '.join(toks))} |"
+        )
+    fa = results.get("feature_ablation") or {}
+    if fa.get("features"):
+        lines += [
+            "",
+            "## Feature ablation (largest loss increase)",
+            "",
+            "| feature | loss delta | kl delta |",
+            "|---|---|---|",
+        ]
+        for e in sorted(fa["features"], key=lambda e: -e["loss_delta"])[:10]:
+            lines.append(f"| {e['feature']} | {e['loss_delta']:.4g} | {e['kl_delta']:.4g} |")
+    lines += ["", "## Files", ""]
+    for key, rel in summary.get("files", {}).items():
+        lines.append(f"- {key}: `{rel}`")
+    lines += ["", "Layout and formulas: docs/sae-analysis.md.", ""]
+    return write_text(path, "\n".join(lines))

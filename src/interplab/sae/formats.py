@@ -218,6 +218,7 @@ def _finish(
         device=device,
     )
     sae.eval()
+    sae.requires_grad_(False)  # loaded SAEs are for inference
     return sae
 
 

@@ -149,3 +149,12 @@ def runs_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     path = tmp_path_factory.mktemp("interplab_cache")
     monkeypatch.setenv("INTERPLAB_CACHE", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def markov_experiment(tmp_path_factory: pytest.TempPathFactory):
+    """The built-in experiment at toy size: init_scale 0.5 and 1.0, one seed, 30 steps (runs-figures)."""
+    from interplab.runs.experiment import run_experiment
+
+    out = tmp_path_factory.mktemp("markov_experiment")
+    return run_experiment(out, seeds=1, sweep={"init_scale": [0.5, 1.0]}, steps=30, n_val=64)

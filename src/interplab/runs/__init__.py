@@ -19,3 +19,34 @@ __all__ = [
     "metric_keys",
     "table_keys",
 ]
+
+# Figures, report and the built-in experiment (runs-figures) load on first use, so that importing
+# the package (and starting the CLI) does not pull in matplotlib or torch.
+_LAZY = {
+    "curves_figure": "interplab.runs.curves",
+    "plot_metric_curves": "interplab.runs.curves",
+    "plot_kl_divergence": "interplab.runs.curves",
+    "plot_kl_divergence_simple": "interplab.runs.curves",
+    "plot_val_loss": "interplab.runs.curves",
+    "plot_val_loss_simple": "interplab.runs.curves",
+    "auto_phases": "interplab.runs.phases",
+    "Phase": "interplab.runs.phases",
+    "pivot_heads": "interplab.runs.heads",
+    "plot_combined_heads": "interplab.runs.heads",
+    "plot_combined_heads_individual": "interplab.runs.heads",
+    "plot_separated_heads": "interplab.runs.heads",
+    "runs_report": "interplab.runs.report",
+    "run_experiment": "interplab.runs.experiment",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'interplab.runs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

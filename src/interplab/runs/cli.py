@@ -26,7 +26,7 @@ def _print_frame(df, title: str) -> None:  # type: ignore[no-untyped-def]
 
     table = Table(title=title)
     for col in df.columns:
-        table.add_column(str(col))
+        table.add_column(str(col), overflow="fold")
     for row in df.itertuples(index=False):
         table.add_row(
             *(
@@ -38,7 +38,10 @@ def _print_frame(df, title: str) -> None:  # type: ignore[no-untyped-def]
                 for v in row
             )
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(table)
 
 
 @app.command("list")

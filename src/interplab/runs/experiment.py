@@ -295,11 +295,18 @@ def run_experiment(
                 f"dataset_size={cfg.dataset_size} (≥0), init_scale={cfg.init_scale} (>0)"
             )
     base_tags = ["markov-icl", *(tags or [])]
+    # wandb stages every logged table as an artifact file under WANDB_DATA_DIR (default
+    # ~/.local/share/wandb); keep those inside the output folder unless the user chose a place.
+    staging = (
+        {} if os.environ.get("WANDB_DATA_DIR") else {"WANDB_DATA_DIR": str(Path(out) / "wandb" / ".data")}
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest and leaves a core for wandb's writer
     t0 = time.perf_counter()
     records: list[RunRecord] = []
     arguments = {"seeds": seeds, "sweep": sweep, "steps": base.steps, "overrides": overrides}
+    saved_env = {k: os.environ.get(k) for k in staging}
+    os.environ.update(staging)
     try:
         with output_dir(out, "runs experiment", arguments) as od:
             for cfg in track(configs, "training runs"):
@@ -322,4 +329,9 @@ def run_experiment(
             )
     finally:
         torch.set_num_threads(threads)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return ExperimentResult(Path(out), records, time.perf_counter() - t0)

@@ -193,6 +193,40 @@ def test_index_cache_is_reused(analysis, monkeypatch, summaries):
         d.close()
 
 
+def test_fast_index_equals_line_by_line_parse(data):
+    fast = data_mod.build_feature_index(data.files.summaries, fast=True)
+    slow = data_mod.build_feature_index(data.files.summaries, fast=False)
+    assert fast.equals(slow)
+
+
+def test_other_summary_spellings_are_indexed(analysis, tmp_path, summaries):
+    """Summaries with other key spellings (list-of-string top tokens, ``frequency``) still open."""
+    folder = tmp_path / "other"
+    (folder / "results").mkdir(parents=True)
+    lines = []
+    for _, r in sorted(summaries.items()):
+        rec = {k: v for k, v in r.items() if k not in ("density", "top_tokens")}
+        rec["frequency"] = r["density"]
+        rec["top_tokens"] = [t["token"] for t in r["top_tokens"]]
+        lines.append(json.dumps(rec))
+    (folder / "results" / "feature_summaries_20000101_000000.jsonl").write_text("\n".join(lines) + "\n\n")
+    d = AnalysisData(folder)
+    try:
+        assert d.n_features == len(summaries)
+        densest = max(summaries.values(), key=lambda r: (_density(r), -r["feature"]))
+        assert d.list_features(per_page=1).features[0]["feature"] == densest["feature"]
+        assert d.list_features(per_page=1).features[0]["top_tokens"] == _tokens_of(densest)
+        assert d.feature(densest["feature"])["density"] == pytest.approx(densest["density"])
+        assert d.feature(densest["feature"])["top_examples"][0]["tokens"] is None  # no database here
+        from interplab.sae.browser import BrowserApp
+
+        page = BrowserApp(d).handle("GET", f"/feature/{_payload_feature(summaries)}")
+        assert page.status == 200
+        assert b"&lt;script&gt;" in page.body and b"<script>alert" not in page.body
+    finally:
+        d.close()
+
+
 def test_not_an_analysis_folder(tmp_path):
     with pytest.raises(InterplabError, match="feature_summaries"):
         AnalysisData(tmp_path)

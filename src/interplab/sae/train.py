@@ -304,6 +304,7 @@ def train_sae(
                 with torch.no_grad():
                     sae.W_dec /= sae.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
                 if step % log_every == 0 or step == steps or step == 1:
+                    l2, aux, loss = l2.detach(), aux.detach(), loss.detach()
                     fvu = float(l2 / total_var)
                     row = {
                         "step": step,

@@ -1,16 +1,277 @@
-"""Decode a framed W&B log into a :class:`RunLog` (fast path for numeric history records)."""
+"""Fast decoding of a whole W&B log into a :class:`RunLog`.
+
+The compiled kernels (:mod:`interplab.runs.wire_kernels`) frame the log, check CRCs and decode
+the history and summary records into flat arrays; numbers are parsed in bulk by Arrow (exact,
+correctly rounded, like ``json.loads``); every other record goes through protobuf and the same
+:class:`RunLogBuilder` as the reference decoder. The result is identical to
+:func:`interplab.runs.offline.decode_log_exact` (tested); a log with an unexpected shape — a
+dict-valued history item, a history row without ``_step``, a key-hash collision — is decoded
+by the reference path instead.
+"""
 
 from __future__ import annotations
 
-from interplab.runs.leveldb_log import LogScan
-from interplab.runs.records import RunLog, RunLogBuilder, parse_record
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from interplab.runs import wire_kernels as wk
+from interplab.runs.leveldb_log import _TYPE_CRC, FILE_HEADER_LEN, check_file_header
+from interplab.runs.records import (
+    RunLog,
+    RunLogBuilder,
+    build_history_frame,
+    history_items,
+    loads_value,
+    parse_record,
+    remove_path,
+    set_path,
+)
+
+logger = logging.getLogger(__name__)
+
+_SEEDS = np.array([_TYPE_CRC[t] for t in range(5)], dtype=np.uint32)
 
 
-def decode_scan(scan: LogScan) -> RunLog:
-    """Apply every record of ``scan`` in order."""
-    builder = RunLogBuilder()
-    for payload in scan.records():
-        builder.apply(parse_record(payload))
+class _Fallback(Exception):
+    """The log has a shape the fast path does not cover; use the reference decoder."""
+
+
+def _parse_numbers(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, typ: pa.DataType) -> np.ndarray:
+    data, offsets = wk.gather_bytes(buf, starts, lengths)
+    arr = pa.Array.from_buffers(
+        pa.large_string(), len(starts), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    return pc.cast(arr, typ).to_numpy(zero_copy_only=False)
+
+
+def decode_bytes(data: bytes, path: str | Path = "<bytes>") -> RunLog | None:
+    """Decode a whole log; None when the fast path does not apply (caller uses the reference)."""
+    check_file_header(data, path)
+    try:
+        return _decode(data, path)
+    except _Fallback as why:
+        logger.debug("%s: reference decoder used (%s)", path, why)
+        return None
+
+
+def _decode(data: bytes, path: str | Path) -> RunLog:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    assert FILE_HEADER_LEN == wk.HEADER
+    p_start, p_len, r_first, r_n, _, n_rec, damaged, partial = wk.frame_log(buf, wk.CRC_TABLE, _SEEDS)
+    r_first, r_n = r_first[:n_rec], r_n[:n_rec]
+    rec_start = p_start[r_first].copy()
+    rec_len = p_len[r_first].copy()
+    multi = np.flatnonzero(r_n > 1)
+    if len(multi):
+        # records split over blocks: join their pieces after the file bytes so every record is one span
+        joined = []
+        offset = len(data)
+        for r in multi.tolist():
+            f, n = int(r_first[r]), int(r_n[r])
+            payload = b"".join(data[p_start[i] : p_start[i] + p_len[i]] for i in range(f, f + n))
+            rec_start[r], rec_len[r] = offset, len(payload)
+            offset += len(payload)
+            joined.append(payload)
+        data = data + b"".join(joined)
+        buf = np.frombuffer(data, dtype=np.uint8)
+    single = np.ones(n_rec, dtype=np.bool_)
+    max_keys = 4096
+    while True:
+        out = wk.decode_records(buf, rec_start, rec_len, single, max_keys)
+        if not out[-1]:  # no overflow
+            break
+        max_keys *= 8
+    (
+        kinds,
+        it_rec,
+        it_key,
+        it_class,
+        it_vstart,
+        it_vlen,
+        op_rec,
+        op_key,
+        op_vstart,
+        op_vlen,
+        op_remove,
+        key_first,
+        key_count,
+        part_start,
+        part_len,
+        key_first_item,
+        key_last_op,
+        collision,
+        _,
+    ) = out
+    if collision:
+        raise _Fallback("key hash collision")
+    if damaged:
+        logger.warning(
+            "%s: skipped %d damaged chunk(s) (bad CRC or framing); read %d valid records",
+            path,
+            damaged,
+            n_rec,
+        )
+    if partial:
+        logger.info("%s: the log ends in a partial record (run cut off or still being written)", path)
+
+    # --- slow records through protobuf, in order
+    builder = RunLogBuilder(collect_summary=True)
+    is_hist = kinds == wk.KIND_HISTORY
+    slow_rows: dict[int, list[tuple[str, Any]]] = {}
+    for r in np.flatnonzero((kinds == wk.KIND_SLOW) | (kinds == wk.KIND_HISTORY_SLOW)).tolist():
+        record = parse_record(data[rec_start[r] : rec_start[r] + rec_len[r]])
+        if record.WhichOneof("record_type") == "history":
+            is_hist[r] = True
+            slow_rows[r] = history_items(record.history)
+        else:
+            builder.apply(record, r)
+    row_of_rec = np.cumsum(is_hist) - 1
+    n_rows = int(is_hist.sum())
+
+    # --- key names
+    def parts(k: int) -> list[str]:
+        f = int(key_first[k])
+        return [
+            data[part_start[i] : part_start[i] + part_len[i]].decode("utf-8", errors="replace")
+            for i in range(f, f + int(key_count[k]))
+        ]
+
+    key_parts = [parts(k) for k in range(len(key_first))]
+    key_names = [".".join(p) for p in key_parts]
+
+    # --- history columns
+    columns = _history_columns(
+        buf,
+        data,
+        row_of_rec,
+        it_rec,
+        it_key,
+        it_class,
+        it_vstart,
+        it_vlen,
+        key_names,
+        key_first_item,
+        slow_rows,
+    )
+    if n_rows and len(columns.get("_step", ((), ()))[0]) < n_rows:
+        raise _Fallback("history row without a _step item")
+
+    # --- summary: the last op per key among fast ops, plus all slow ops, in log order
+    ops = list(builder.summary_ops or [])
+    if len(op_key):
+        last = np.sort(key_last_op[key_last_op >= 0])
+        for i in last.tolist():
+            value = None
+            if not op_remove[i]:
+                value = loads_value(data[op_vstart[i] : op_vstart[i] + op_vlen[i]])
+            ops.append(
+                (int(op_rec[i]), -1_000_000_000 + i, key_parts[int(op_key[i])], value, bool(op_remove[i]))
+            )
+    ops.sort(key=lambda o: (o[0], o[1]))
+    summary = builder.log.summary
+    for _, _, path_parts, value, remove in ops:
+        if remove:
+            remove_path(summary, path_parts)
+        else:
+            set_path(summary, path_parts, value)
+
     log = builder.finish()
-    log.n_records = len(scan)
+    log.history = build_history_frame(n_rows, columns)
+    log.n_records = int(n_rec)
+    log.damaged_chunks = int(damaged)
+    log.partial_tail = bool(partial)
     return log
+
+
+def _history_columns(
+    buf: np.ndarray,
+    data: bytes,
+    row_of_rec: np.ndarray,
+    it_rec: np.ndarray,
+    it_key: np.ndarray,
+    it_class: np.ndarray,
+    it_vstart: np.ndarray,
+    it_vlen: np.ndarray,
+    key_names: list[str],
+    key_first_item: np.ndarray,
+    slow_rows: dict[int, list[tuple[str, Any]]],
+) -> dict[str, tuple[np.ndarray, Any]]:
+    """Per key (first-seen order): row indices and values (ndarray, or list when mixed types)."""
+    rows = row_of_rec[it_rec] if len(it_rec) else np.zeros(0, np.int64)
+    # numbers in bulk
+    values = np.full(len(it_key), np.nan)
+    is_int = it_class == wk.V_INT
+    is_float = it_class == wk.V_FLOAT
+    if is_float.any():
+        values[is_float] = _parse_numbers(buf, it_vstart[is_float], it_vlen[is_float], pa.float64())
+    ints = np.zeros(0, np.int64)
+    if is_int.any():
+        ints = _parse_numbers(buf, it_vstart[is_int], it_vlen[is_int], pa.int64())
+        values[is_int] = ints.astype(np.float64)
+    int_vals = np.zeros(len(it_key), np.int64)
+    int_vals[is_int] = ints
+    other = np.flatnonzero(it_class == wk.V_OTHER)
+    other_vals: dict[int, Any] = {}
+    for i in other.tolist():
+        v = json.loads(data[it_vstart[i] : it_vstart[i] + it_vlen[i]])
+        if isinstance(v, dict) and v:
+            raise _Fallback("dict-valued history item")
+        other_vals[i] = v
+
+    # first-seen order of keys: (row, position in row)
+    order_key: dict[str, tuple[int, int]] = {}
+    if len(it_key):
+        uniq = np.flatnonzero(key_first_item >= 0)
+        first = key_first_item[uniq]
+        rec_first_item = np.searchsorted(it_rec, it_rec[first])
+        for k, i, f in zip(uniq.tolist(), first.tolist(), rec_first_item.tolist(), strict=True):
+            order_key[key_names[k]] = (int(rows[i]), i - f)
+    slow_by_key: dict[str, tuple[list[int], list[Any]]] = {}
+    for r, items in slow_rows.items():
+        row = int(row_of_rec[r])
+        for j, (key, value) in enumerate(items):
+            if isinstance(value, dict) and value:
+                raise _Fallback("dict-valued history item")
+            order_key[key] = min(order_key.get(key, (row, j)), (row, j))
+            entry = slow_by_key.setdefault(key, ([], []))
+            entry[0].append(row)
+            entry[1].append(value)
+
+    # items grouped by key, rows ascending within a key (stable sort keeps log order)
+    # a stable sort of small ints is a radix sort in numpy
+    small = it_key.astype(np.int16) if len(key_names) < 2**15 else it_key
+    by_key = np.argsort(small, kind="stable")
+    bounds = np.searchsorted(it_key[by_key], np.arange(len(key_names) + 1))
+    columns: dict[str, tuple[np.ndarray, Any]] = {}
+    for name in sorted(order_key, key=order_key.__getitem__):
+        ks = [k for k in range(len(key_names)) if key_names[k] == name] if name in key_names else []
+        idx = np.concatenate([by_key[bounds[k] : bounds[k + 1]] for k in ks]) if ks else np.zeros(0, np.int64)
+        if len(ks) > 1:
+            idx = np.sort(idx)
+        slow = slow_by_key.get(name)
+        cls = it_class[idx]
+        if slow is None and not (cls == wk.V_OTHER).any():
+            if (cls == wk.V_INT).all():
+                columns[name] = (rows[idx], int_vals[idx])
+            else:
+                columns[name] = (rows[idx], values[idx])
+            continue
+        pairs = []
+        for i, c in zip(idx.tolist(), cls.tolist(), strict=True):
+            v = (
+                int(int_vals[i])
+                if c == wk.V_INT
+                else (other_vals[i] if c == wk.V_OTHER else float(values[i]))
+            )
+            pairs.append((int(rows[i]), v))
+        if slow is not None:
+            pairs.extend(zip(*slow, strict=True))
+            pairs.sort(key=lambda p: p[0])
+        columns[name] = (np.array([p[0] for p in pairs], np.int64), [p[1] for p in pairs])
+    return columns

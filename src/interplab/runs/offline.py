@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from interplab.common.errors import InterplabError
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 MAX_DEPTH = 4
 #: a log without an exit record modified this recently counts as still running
 RUNNING_WINDOW_S = 300.0
+#: at most this many logs are read at once
+MAX_THREADS = 8
 
 
 def _run_log_in(folder: Path) -> Path | None:
@@ -71,14 +74,13 @@ def discover_logs(source: str | Path) -> list[Path]:
 
 
 def decode_log(log_file: Path) -> RunLog:
-    """Read one log completely (every valid record; damaged chunks skipped)."""
-    from interplab.runs.history_fast import decode_scan
+    """Read one log completely (every valid record; damaged chunks skipped), fast path first."""
+    from interplab.runs.history_fast import decode_bytes
 
     data = read_log_bytes(log_file)
-    scan = scan_log(data, log_file)
-    log = decode_scan(scan)
-    log.damaged_chunks = scan.damaged_chunks
-    log.partial_tail = scan.partial_tail
+    log = decode_bytes(data, log_file)
+    if log is None:
+        return decode_log_exact(log_file)
     if not log.run_id:
         log.run_id = log_file.stem.removeprefix("run-")
     return log
@@ -153,6 +155,13 @@ def offline_runs(source: str | Path, cache: HistoryCache | None = None) -> list[
     """Every run under ``source``, read through the cache, in start-time order."""
     cache = cache if cache is not None else HistoryCache()
     label = f"offline:{Path(source).expanduser()}"
-    runs = [run_from_log(load_log(f, cache), f, label) for f in discover_logs(source)]
+    logs = discover_logs(source)
+    workers = max(1, min(len(logs), os.cpu_count() or 1, MAX_THREADS))
+    if workers == 1:
+        decoded = [load_log(f, cache) for f in logs]
+    else:  # the compiled kernels and Arrow release the GIL, so threads use every core
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            decoded = list(pool.map(lambda f: load_log(f, cache), logs))
+    runs = [run_from_log(log, f, label) for log, f in zip(decoded, logs, strict=True)]
     runs.sort(key=lambda r: (r.created_at is None, r.created_at or 0, r.id))
     return runs

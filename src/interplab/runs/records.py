@@ -193,6 +193,14 @@ def build_history_frame(n_rows: int, columns: dict[str, tuple[np.ndarray, Any]])
     return pd.DataFrame({k: data[k] for k in order}, index=pd.RangeIndex(n_rows))
 
 
+def history_items(hist: Any) -> list[tuple[str, Any]]:
+    """(dotted key, value) pairs of a ``HistoryRecord``; ``_step`` from ``step.num`` if not an item."""
+    items = [(".".join(item_path(it)), loads_value(it.value_json)) for it in hist.item]
+    if not any(k == "_step" for k, _ in items) and hist.HasField("step"):
+        items.append(("_step", int(hist.step.num)))
+    return items
+
+
 def _timestamp(ts: Any) -> datetime | None:
     if ts.seconds == 0 and ts.nanos == 0:
         return None
@@ -202,17 +210,21 @@ def _timestamp(ts: Any) -> datetime | None:
 class RunLogBuilder:
     """Apply records in file order; history rows go to a :class:`HistoryColumns`."""
 
-    def __init__(self) -> None:
+    def __init__(self, collect_summary: bool = False) -> None:
         self.log = RunLog()
         self.history = HistoryColumns()
+        #: with ``collect_summary``: (record index, seq, path, value, is_remove) instead of applying
+        self.summary_ops: list[tuple[int, int, list[str], Any, bool]] | None = [] if collect_summary else None
+        self._rec = 0
 
-    def apply(self, record: Any) -> None:
-        """Apply one parsed ``Record``."""
+    def apply(self, record: Any, index: int = 0) -> None:
+        """Apply one parsed ``Record`` (``index``: its position in the log, for collected ops)."""
+        self._rec = index
         kind = record.WhichOneof("record_type")
         if kind == "history":
             self._history(record.history)
         elif kind == "summary":
-            self._items(self.log.summary, record.summary.update, record.summary.remove)
+            self._summary(record.summary.update, record.summary.remove)
         elif kind == "config":
             self._items(self.log.config, record.config.update, record.config.remove)
         elif kind == "run":
@@ -223,10 +235,17 @@ class RunLogBuilder:
             self.log.files.extend(f.path for f in record.files.files)
 
     def _history(self, hist: Any) -> None:
-        items = [(".".join(item_path(it)), loads_value(it.value_json)) for it in hist.item]
-        if not any(k == "_step" for k, _ in items) and hist.HasField("step"):
-            items.append(("_step", int(hist.step.num)))
-        self.history.add_row(items)
+        self.history.add_row(history_items(hist))
+
+    def _summary(self, updates: Any, removes: Any) -> None:
+        if self.summary_ops is None:
+            self._items(self.log.summary, updates, removes)
+            return
+        ops = self.summary_ops
+        for it in updates:
+            ops.append((self._rec, len(ops), item_path(it), loads_value(it.value_json), False))
+        for it in removes:
+            ops.append((self._rec, len(ops), item_path(it), None, True))
 
     @staticmethod
     def _items(target: dict[str, Any], updates: Any, removes: Any) -> None:
@@ -249,7 +268,7 @@ class RunLogBuilder:
         if run.HasField("start_time"):
             log.start_time = _timestamp(run.start_time) or log.start_time
         self._items(log.config, run.config.update, run.config.remove)
-        self._items(log.summary, run.summary.update, run.summary.remove)
+        self._summary(run.summary.update, run.summary.remove)
 
     def finish(self) -> RunLog:
         """The run's data; internal config keys dropped."""

@@ -1,0 +1,521 @@
+"""Compiled (numba) kernels for the hot path of reading W&B logs.
+
+* :func:`frame_log` — the LevelDB framing and CRC check of :func:`interplab.runs.leveldb_log.scan_log`
+  (same rules: bad chunk skipped, partial tail ends the scan), returning record spans as arrays;
+* :func:`decode_records` — a protobuf wire-format scan of single-chunk records that decodes the
+  two record kinds that make up almost all of a log — ``history`` and ``summary`` — into flat
+  arrays (item → row, interned key, value span, value class); every other record, and any record
+  whose shape is unexpected, is left for the protobuf library.
+
+Field numbers (from ``wandb_internal.proto``): Record.num=1, history=2, summary=3, control=16,
+uuid=19, _info=200; HistoryRecord.item=1, step=2; HistoryItem/SummaryItem key=1, nested_key=2,
+value_json=16; SummaryRecord.update=1, remove=2; HistoryStep.num=1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+BLOCK = 32768
+HEADER = 7
+
+# record kinds returned by decode_records
+KIND_SLOW = 0  # decode with protobuf
+KIND_HISTORY = 1
+KIND_SUMMARY = 2
+KIND_HISTORY_SLOW = 3  # a history row (counted) whose items need protobuf
+
+# value classes
+V_FLOAT = 0  # a JSON number with fraction/exponent, or NaN / Infinity / -Infinity
+V_INT = 1  # a JSON integer literal of at most 18 digits
+V_OTHER = 2  # anything else (string, bool, null, list, object): json.loads in Python
+
+
+def _crc_table() -> np.ndarray:
+    """CRC-32 (IEEE, reflected 0xEDB88320) tables for slicing-by-8: shape (8, 256)."""
+    table = np.zeros((8, 256), dtype=np.uint32)
+    for n in range(256):
+        c = n
+        for _ in range(8):
+            c = (0xEDB88320 ^ (c >> 1)) if c & 1 else (c >> 1)
+        table[0, n] = c
+    for k in range(1, 8):
+        for n in range(256):
+            prev = int(table[k - 1, n])
+            table[k, n] = (prev >> 8) ^ int(table[0, prev & 0xFF])
+    return table
+
+
+CRC_TABLE = _crc_table()
+
+
+@njit(cache=True, nogil=True)
+def _crc32(buf, start, end, seed, t):  # pragma: no cover - compiled
+    """zlib.crc32(buf[start:end], seed), eight bytes per step."""
+    c = np.uint32(seed) ^ np.uint32(0xFFFFFFFF)
+    i = start
+    while i + 8 <= end:
+        one = c ^ (
+            np.uint32(buf[i])
+            | (np.uint32(buf[i + 1]) << np.uint32(8))
+            | (np.uint32(buf[i + 2]) << np.uint32(16))
+            | (np.uint32(buf[i + 3]) << np.uint32(24))
+        )
+        c = (
+            t[7, one & 0xFF]
+            ^ t[6, (one >> np.uint32(8)) & 0xFF]
+            ^ t[5, (one >> np.uint32(16)) & 0xFF]
+            ^ t[4, one >> np.uint32(24)]
+            ^ t[3, buf[i + 4]]
+            ^ t[2, buf[i + 5]]
+            ^ t[1, buf[i + 6]]
+            ^ t[0, buf[i + 7]]
+        )
+        i += 8
+    while i < end:
+        c = t[0, (c ^ buf[i]) & 0xFF] ^ (c >> np.uint32(8))
+        i += 1
+    return c ^ np.uint32(0xFFFFFFFF)
+
+
+@njit(cache=True, nogil=True)
+def frame_log(buf, table, type_seeds):  # pragma: no cover - compiled
+    """Frame a whole log (header already checked). Returns
+    (piece_start, piece_len, rec_first_piece, rec_n_pieces, n_pieces, n_records, damaged, partial)."""
+    size = buf.shape[0]
+    cap = size // HEADER + 2
+    piece_start = np.empty(cap, dtype=np.int64)
+    piece_len = np.empty(cap, dtype=np.int64)
+    rec_first = np.empty(cap, dtype=np.int64)
+    rec_n = np.empty(cap, dtype=np.int64)
+    n_pieces = 0
+    n_rec = 0
+    damaged = 0
+    partial = False
+    pending = -1  # index of the first piece of an open FIRST…LAST record
+    pos = HEADER
+    while True:
+        block_end = (pos // BLOCK + 1) * BLOCK
+        if block_end - pos < HEADER:
+            pos = block_end
+            block_end += BLOCK
+        if pos + HEADER > size:
+            if pos < size:
+                for i in range(pos, size):
+                    if buf[i] != 0:
+                        partial = True
+                        break
+            break
+        crc = (
+            np.uint32(buf[pos])
+            | (np.uint32(buf[pos + 1]) << np.uint32(8))
+            | (np.uint32(buf[pos + 2]) << np.uint32(16))
+            | (np.uint32(buf[pos + 3]) << np.uint32(24))
+        )
+        length = np.int64(buf[pos + 4]) | (np.int64(buf[pos + 5]) << 8)
+        kind = np.int64(buf[pos + 6])
+        start = pos + HEADER
+        end = start + length
+        if kind == 0 and length == 0 and crc == 0:
+            pos = block_end
+            continue
+        if end > size:
+            partial = True
+            break
+        bad = end > block_end or kind < 1 or kind > 4
+        if not bad:
+            bad = _crc32(buf, start, end, type_seeds[kind], table) != crc
+        if bad:
+            damaged += 1
+            pending = -1
+            pos = end if end <= block_end else block_end
+            continue
+        pos = end
+        if kind == 1:  # FULL
+            if pending >= 0:
+                damaged += 1
+                pending = -1
+            piece_start[n_pieces] = start
+            piece_len[n_pieces] = length
+            rec_first[n_rec] = n_pieces
+            rec_n[n_rec] = 1
+            n_pieces += 1
+            n_rec += 1
+        elif kind == 2:  # FIRST
+            if pending >= 0:
+                damaged += 1
+            piece_start[n_pieces] = start
+            piece_len[n_pieces] = length
+            pending = n_pieces
+            n_pieces += 1
+        elif kind == 3:  # MIDDLE
+            if pending < 0:
+                damaged += 1
+            else:
+                piece_start[n_pieces] = start
+                piece_len[n_pieces] = length
+                n_pieces += 1
+        else:  # LAST
+            if pending < 0:
+                damaged += 1
+            else:
+                piece_start[n_pieces] = start
+                piece_len[n_pieces] = length
+                n_pieces += 1
+                rec_first[n_rec] = pending
+                rec_n[n_rec] = n_pieces - pending
+                n_rec += 1
+                pending = -1
+    if pending >= 0:
+        partial = True
+    return piece_start, piece_len, rec_first, rec_n, n_pieces, n_rec, damaged, partial
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _varint(buf, pos, end):  # pragma: no cover - compiled
+    """(value, new_pos); new_pos = -1 when malformed or past ``end``."""
+    result = np.int64(0)
+    shift = 0
+    while pos < end and shift < 64:
+        b = np.int64(buf[pos])
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+    return np.int64(0), -1
+
+
+@njit(cache=True, nogil=True)
+def _skip_field(buf, pos, end, wire):  # pragma: no cover - compiled
+    """Position after a field's value of wire type ``wire``; -1 if unsupported/malformed."""
+    if wire == 0:
+        _, pos = _varint(buf, pos, end)
+        return pos
+    if wire == 2:
+        n, pos = _varint(buf, pos, end)
+        if pos < 0 or pos + n > end:
+            return -1
+        return pos + n
+    if wire == 1:
+        return pos + 8 if pos + 8 <= end else -1
+    if wire == 5:
+        return pos + 4 if pos + 4 <= end else -1
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _classify(buf, start, n):  # pragma: no cover - compiled
+    """Value class of the JSON text buf[start:start+n]."""
+    if n == 0:
+        return V_OTHER
+    c = buf[start]
+    if c == 78:  # N
+        if n == 3 and buf[start + 1] == 97 and buf[start + 2] == 78:
+            return V_FLOAT
+        return V_OTHER
+    i = start
+    stop = start + n
+    if c == 45:  # '-'
+        i += 1
+        if i < stop and buf[i] == 73:  # -Infinity
+            return V_FLOAT if n == 9 else V_OTHER
+    elif c == 73:  # Infinity
+        return V_FLOAT if n == 8 else V_OTHER
+    if i >= stop or buf[i] < 48 or buf[i] > 57:
+        return V_OTHER
+    is_int = True
+    digits = 0
+    for j in range(i, stop):
+        d = buf[j]
+        if 48 <= d <= 57:
+            digits += 1
+        elif d == 46 or d == 101 or d == 69 or d == 43 or d == 45:
+            is_int = False
+        else:
+            return V_OTHER
+    if is_int:
+        return V_INT if digits <= 18 else V_OTHER
+    return V_FLOAT
+
+
+@njit(cache=True, nogil=True)
+def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no cover - compiled
+    """Decode history and summary records (see module doc). Returns a tuple of arrays:
+
+    kinds[n_rec],
+    items: it_rec (record index), it_key, it_class, it_vstart, it_vlen (count n_items) — history values;
+    ops: op_rec, op_key, op_vstart, op_vlen, op_remove (count n_ops) — summary updates/removals;
+    keys: key_part_first, key_part_count (count n_keys) into parts: part_start, part_len;
+    per key: its first history item and last summary op (-1 if none);
+    collision (two paths with one hash), overflow (more than ``max_keys`` distinct keys: call again
+    with a larger ``max_keys``).
+    """
+    n_rec = rec_start.shape[0]
+    kinds = np.zeros(n_rec, dtype=np.int8)
+    total = 0
+    for r in range(n_rec):
+        total += rec_len[r]
+    cap = total // 6 + 16
+    it_row = np.empty(cap, dtype=np.int64)
+    it_key = np.empty(cap, dtype=np.int32)
+    it_class = np.empty(cap, dtype=np.int8)
+    it_vstart = np.empty(cap, dtype=np.int64)
+    it_vlen = np.empty(cap, dtype=np.int64)
+    op_rec = np.empty(cap, dtype=np.int64)
+    op_key = np.empty(cap, dtype=np.int32)
+    op_vstart = np.empty(cap, dtype=np.int64)
+    op_vlen = np.empty(cap, dtype=np.int64)
+    op_remove = np.empty(cap, dtype=np.bool_)
+    key_hash = np.empty(max_keys, dtype=np.uint64)
+    key_first = np.empty(max_keys, dtype=np.int64)
+    key_count = np.empty(max_keys, dtype=np.int64)
+    part_start = np.empty(4 * max_keys, dtype=np.int64)
+    part_len = np.empty(4 * max_keys, dtype=np.int64)
+    overflow = False
+    key_first_item = np.full(max_keys, -1, dtype=np.int64)
+    key_last_op = np.full(max_keys, -1, dtype=np.int64)
+    n_slots = 1
+    while n_slots < 2 * max_keys:  # the table stays at most half full
+        n_slots *= 2
+    slot_hash = np.zeros(n_slots, dtype=np.uint64)
+    slot_kid = np.full(n_slots, -1, dtype=np.int64)
+    n_items = 0
+    n_ops = 0
+    n_keys = 0
+    n_parts = 0
+    collision = False
+    # scratch: parts of the current item
+    cur_ps = np.empty(64, dtype=np.int64)
+    cur_pl = np.empty(64, dtype=np.int64)
+    for r in range(n_rec):
+        start = rec_start[r]
+        end = start + rec_len[r]
+        # --- top level: find the oneof (2 = history, 3 = summary); allow num/control/uuid/_info
+        pos = start
+        sub_start = -1
+        sub_end = -1
+        which = 0
+        ok = True
+        while pos < end:
+            tag, pos = _varint(buf, pos, end)
+            if pos < 0:
+                ok = False
+                break
+            field = tag >> 3
+            wire = tag & 7
+            if (field == 2 or field == 3) and wire == 2:
+                n, pos = _varint(buf, pos, end)
+                if pos < 0 or pos + n > end or which != 0:
+                    ok = False
+                    break
+                which = field
+                sub_start = pos
+                sub_end = pos + n
+                pos = sub_end
+            elif field == 1 or field == 16 or field == 19 or field == 200:
+                pos = _skip_field(buf, pos, end, wire)
+                if pos < 0:
+                    ok = False
+                    break
+            else:
+                ok = False
+                break
+        if not ok or which == 0 or not rec_single[r]:
+            kinds[r] = KIND_HISTORY_SLOW if which == 2 else KIND_SLOW
+            continue
+        # --- items of a HistoryRecord (field 1) or SummaryRecord (update 1 / remove 2)
+        save_items = n_items
+        save_ops = n_ops
+        pos = sub_start
+        good = True
+        while pos < sub_end:
+            tag, pos = _varint(buf, pos, sub_end)
+            if pos < 0:
+                good = False
+                break
+            field = tag >> 3
+            wire = tag & 7
+            if wire != 2:  # every field of HistoryRecord / SummaryRecord is length-delimited
+                good = False
+                break
+            n, pos = _varint(buf, pos, sub_end)
+            if pos < 0 or pos + n > sub_end:
+                good = False
+                break
+            item_end = pos + n
+            if field == 200 or (which == 2 and field == 2):  # _info / step: not needed
+                pos = item_end
+                continue
+            if field != 1 and not (which == 3 and field == 2):
+                good = False
+                break
+            # an item: key (1), nested_key (2, repeated), value_json (16)
+            n_cur = 0
+            key_s = -1
+            key_l = 0
+            v_s = -1
+            v_l = 0
+            ip = pos
+            while ip < item_end:
+                t2, ip = _varint(buf, ip, item_end)
+                if ip < 0:
+                    good = False
+                    break
+                f2 = t2 >> 3
+                w2 = t2 & 7
+                if w2 != 2:
+                    good = False
+                    break
+                m, ip = _varint(buf, ip, item_end)
+                if ip < 0 or ip + m > item_end:
+                    good = False
+                    break
+                if f2 == 1:
+                    key_s = ip
+                    key_l = m
+                elif f2 == 2:
+                    if n_cur >= 64:
+                        good = False
+                        break
+                    cur_ps[n_cur] = ip
+                    cur_pl[n_cur] = m
+                    n_cur += 1
+                elif f2 == 16:
+                    v_s = ip
+                    v_l = m
+                else:
+                    good = False
+                    break
+                ip += m
+            if not good:
+                break
+            if n_cur == 0:
+                if key_s < 0:
+                    good = False
+                    break
+                cur_ps[0] = key_s
+                cur_pl[0] = key_l
+                n_cur = 1
+            is_remove = which == 3 and field == 2
+            if v_s < 0 and not is_remove:
+                good = False
+                break
+            # hash the path (FNV-1a over bytes, 0xFF between parts)
+            h = np.uint64(14695981039346656037)
+            for q in range(n_cur):
+                for b in range(cur_ps[q], cur_ps[q] + cur_pl[q]):
+                    h = (h ^ np.uint64(buf[b])) * np.uint64(1099511628211)
+                h = (h ^ np.uint64(255)) * np.uint64(1099511628211)
+            mask = slot_hash.shape[0] - 1
+            slot = np.int64(h & np.uint64(mask))
+            kid = np.int64(-1)
+            while slot_kid[slot] >= 0:
+                if slot_hash[slot] == h:
+                    kid = slot_kid[slot]
+                    break
+                slot = (slot + 1) & mask
+            if kid < 0:
+                if n_keys >= max_keys or n_parts + n_cur > 4 * max_keys:
+                    overflow = True
+                    break
+                kid = n_keys
+                slot_hash[slot] = h
+                slot_kid[slot] = kid
+                key_hash[kid] = h
+                key_first[kid] = n_parts
+                key_count[kid] = n_cur
+                for q in range(n_cur):
+                    part_start[n_parts] = cur_ps[q]
+                    part_len[n_parts] = cur_pl[q]
+                    n_parts += 1
+                n_keys += 1
+            else:
+                # verify the bytes against the key's first occurrence (a hash collision is fatal)
+                if key_count[kid] != n_cur:
+                    collision = True
+                else:
+                    for q in range(n_cur):
+                        ps = part_start[key_first[kid] + q]
+                        pl = part_len[key_first[kid] + q]
+                        if pl != cur_pl[q]:
+                            collision = True
+                            break
+                        for b in range(pl):
+                            if buf[ps + b] != buf[cur_ps[q] + b]:
+                                collision = True
+                                break
+            if which == 2:
+                if key_first_item[kid] < 0:
+                    key_first_item[kid] = n_items
+                it_row[n_items] = r
+                it_key[n_items] = kid
+                it_class[n_items] = _classify(buf, v_s, v_l)
+                it_vstart[n_items] = v_s
+                it_vlen[n_items] = v_l
+                n_items += 1
+            else:
+                key_last_op[kid] = n_ops
+                op_rec[n_ops] = r
+                op_key[n_ops] = kid
+                op_vstart[n_ops] = v_s
+                op_vlen[n_ops] = v_l
+                op_remove[n_ops] = is_remove
+                n_ops += 1
+            pos = item_end
+        if overflow:
+            break
+        if not good:
+            for k in range(n_keys):  # undo this record's effect on the per-key indices (rare)
+                if key_first_item[k] >= save_items:
+                    key_first_item[k] = -1
+                if key_last_op[k] >= save_ops:
+                    key_last_op[k] = -1
+                    for j in range(save_ops - 1, -1, -1):
+                        if op_key[j] == k:
+                            key_last_op[k] = j
+                            break
+            n_items = save_items
+            n_ops = save_ops
+            kinds[r] = KIND_HISTORY_SLOW if which == 2 else KIND_SLOW
+            continue
+        kinds[r] = KIND_HISTORY if which == 2 else KIND_SUMMARY
+    return (
+        kinds,
+        it_row[:n_items],
+        it_key[:n_items],
+        it_class[:n_items],
+        it_vstart[:n_items],
+        it_vlen[:n_items],
+        op_rec[:n_ops],
+        op_key[:n_ops],
+        op_vstart[:n_ops],
+        op_vlen[:n_ops],
+        op_remove[:n_ops],
+        key_first[:n_keys],
+        key_count[:n_keys],
+        part_start[:n_parts],
+        part_len[:n_parts],
+        key_first_item[:n_keys],
+        key_last_op[:n_keys],
+        collision,
+        overflow,
+    )
+
+
+@njit(cache=True, nogil=True)
+def gather_bytes(buf, starts, lengths):  # pragma: no cover - compiled
+    """Concatenate buf[starts[i]:starts[i]+lengths[i]]; returns (data, int64 offsets)."""
+    n = starts.shape[0]
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[0] = 0
+    for i in range(n):
+        offsets[i + 1] = offsets[i] + lengths[i]
+    out = np.empty(offsets[n], dtype=np.uint8)
+    for i in range(n):
+        s = starts[i]
+        o = offsets[i]
+        for j in range(lengths[i]):
+            out[o + j] = buf[s + j]
+    return out, offsets

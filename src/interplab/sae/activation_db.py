@@ -260,7 +260,7 @@ class ActivationDatabase:
         import duckdb
 
         self.path = Path(path)
-        if not (self.path / MANIFEST).exists() and (self.path / "activation_database" / MANIFEST).exists():
+        if (self.path / "activation_database" / MANIFEST).exists():  # an analysis folder
             self.path = self.path / "activation_database"
         self.manifest = read_manifest(self.path)
         self.shards = [Shard(**s) for s in self.manifest.get("shards", [])]

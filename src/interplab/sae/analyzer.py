@@ -26,7 +26,7 @@ from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.progress import track
 from interplab.sae import plots
-from interplab.sae.activation_db import ActivationDatabase
+from interplab.sae.activation_db import ActivationDatabase, ActivationDBWriter
 from interplab.sae.collect import CollectionResult, collect, slice_windows
 from interplab.sae.cooccurrence import (
     COOCCURRENCE_METRICS,
@@ -163,6 +163,7 @@ class SAEAnalyzer:
         self._cooc: dict[str, Any] = {}
         self._similarity: np.ndarray | None = None
         self._ablation: dict[str, Any] | None = None
+        self.writer_factory: Any = ActivationDBWriter  # replaceable, e.g. to inject write errors in tests
 
     # -- data -------------------------------------------------------------------------------------
     def load_data(self, data_path: str | None = None) -> TokenWindows:
@@ -220,7 +221,7 @@ class SAEAnalyzer:
             shard_tokens=self.cfg.shard_tokens,
             cooccurrence_dense_limit=self.cfg.cooccurrence_dense_limit,
             overwrite=self.cfg.overwrite,
-            **kwargs,
+            **{"writer_factory": self.writer_factory, **kwargs},
         )
         return self.collection
 

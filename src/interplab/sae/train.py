@@ -211,6 +211,7 @@ def train_sae(
 ) -> TrainResult:
     """Train a TopK SAE on ``model``'s activations at ``hook`` (see the module docstring)."""
     t0 = time.perf_counter()
+    wall_start = time.time()
     _validate(d_sae, k, steps, batch_size, lr, wandb_mode, model_batch_size)
     if int(context_size) < 1:
         raise InterplabError(f"--context-size must be ≥ 1, got {context_size}")
@@ -339,6 +340,8 @@ def train_sae(
         if run is not None:
             run.finish()
     with output_dir(out, "sae train", arguments) as od:
+        od.started = wall_start
+        od.timings.update({"collect_activations": round(collect_s, 3), "train": round(train_s, 3)})
         save_sae(sae, out, history)
         for name in ("cfg.json", "sae_weights.safetensors", "history.json"):
             od.record(name)

@@ -160,3 +160,35 @@ def test_hook_errors(models):
     ):
         check_sae_width(lm, hp, 48)
     assert len(valid_hook_names(lm)) == 8
+
+
+def test_gpt_neox_hooks(tmp_path):
+    """GPT-NeoX (parallel residual): hooks equal hidden states and resid_post = pre + attn + mlp."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    torch.manual_seed(0)
+    cfg = GPTNeoXConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        use_parallel_residual=True,
+    )
+    model = GPTNeoXForCausalLM(cfg).eval()
+    ids, mask = _inputs(5)
+    with torch.no_grad():
+        hs = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    acts = {
+        kind: capture_activations(model, resolve_hook(model, kind, 0), ids, mask)
+        for kind in ("hook_resid_pre", "hook_attn_out", "hook_mlp_out", "hook_resid_post")
+    }
+    torch.testing.assert_close(acts["hook_resid_pre"], hs[0], rtol=0, atol=0)
+    torch.testing.assert_close(acts["hook_resid_post"], hs[1], rtol=0, atol=0)
+    torch.testing.assert_close(
+        acts["hook_resid_pre"] + acts["hook_attn_out"] + acts["hook_mlp_out"],
+        acts["hook_resid_post"],
+        rtol=1e-5,
+        atol=1e-5,
+    )

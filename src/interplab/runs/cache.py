@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 _META_KEY = b"interplab.meta"
 _JSON_COLS_KEY = b"interplab.json_columns"
+_ATTRS_KEY = b"interplab.attrs"
 _FORMAT = "1"
 
 
@@ -106,7 +107,9 @@ class HistoryCache:
                 columns[name] = arr
             else:
                 columns[name] = col.to_numpy()
-        return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows)), meta
+        df = pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+        df.attrs.update(json.loads(md.get(_ATTRS_KEY, b"{}")))
+        return df, meta
 
     def store(self, key: CacheKey, history: pd.DataFrame, meta: dict[str, Any]) -> Path | None:
         """Write the entry atomically and drop older versions of the same run."""
@@ -131,6 +134,7 @@ class HistoryCache:
                 **(table.schema.metadata or {}),
                 _META_KEY: json.dumps(meta).encode("utf-8"),
                 _JSON_COLS_KEY: json.dumps(json_cols).encode("utf-8"),
+                _ATTRS_KEY: json.dumps(history.attrs).encode("utf-8"),
                 b"interplab.format": _FORMAT.encode(),
             }
         )

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from interplab.common.errors import InterplabError
-from interplab.runs.records import flatten
+from interplab.runs.records import flatten, logged_mask
 from interplab.runs.run import Run
 
 RUN_ID = "_run_id"
@@ -35,7 +35,8 @@ def _missing_metric(run: Run, key: str, what: str = "metric") -> InterplabError:
 
 
 def run_frame(run: Run, metrics: Sequence[str], step_key: str = "_step") -> pd.DataFrame:
-    """``step_key`` and ``metrics`` for every row of ``run`` where at least one metric was logged."""
+    """``step_key`` and ``metrics`` for every row of ``run`` where at least one metric was logged
+    (a logged NaN counts as logged)."""
     metrics = list(dict.fromkeys(metrics))
     hist = run.history()
     for key in [step_key, *metrics]:
@@ -44,7 +45,9 @@ def run_frame(run: Run, metrics: Sequence[str], step_key: str = "_step") -> pd.D
     cols = [step_key, *[m for m in metrics if m != step_key]]
     frame = hist.loc[:, cols]
     if metrics:
-        present = frame[metrics].notna().to_numpy().any(axis=1)
+        present = np.zeros(len(hist), dtype=bool)
+        for m in metrics:
+            present |= logged_mask(hist, m)
         if not present.all():
             frame = frame.loc[present]
     return frame.reset_index(drop=True)
@@ -70,7 +73,8 @@ def get_runs_data(
 
     Columns: ``step_key``, the metrics (NaN where a metric was not logged at a step that logged
     another one), ``_run_id``, ``_run_name`` and, with ``include_config``, the flattened config as
-    ``<config_prefix><config_sep><key>`` columns. Rows where none of the metrics was logged are left out.
+    ``<config_prefix><config_sep><key>`` columns. Rows where none of the metrics was logged are left
+    out (a logged NaN is kept).
     """
     if isinstance(metrics, str):
         metrics = [metrics]
@@ -157,7 +161,9 @@ def aggregate(
     The step grid of a group is the union of its runs' logged steps. ``align="interpolate"``
     (default) puts every run on that grid by linear interpolation inside the run's own logged step
     range (no extrapolation), so runs that log at different steps still average; when all runs log
-    the same steps nothing is interpolated. ``align="exact"`` uses only values logged at that step.
+    the same steps nothing is interpolated. NaN values (a metric not logged at a row, or a logged
+    NaN) are gaps: interpolated over, and never counted. ``align="exact"`` uses only values logged
+    at that step.
     Columns: ``step``, the group columns, ``mean``, ``std``, ``sem``, ``n``.
     """
     if align not in ALIGN_MODES:

@@ -186,11 +186,41 @@ def column_from_values(n_rows: int, rows: np.ndarray, values: list[Any] | np.nda
     return out_o
 
 
+LOGGED_NAN = "logged_nan"
+
+
+def _nan_rows(rows: np.ndarray, vals: Any) -> list[int]:
+    if isinstance(vals, np.ndarray):
+        if vals.dtype.kind != "f":
+            return []
+        return rows[np.isnan(vals)].tolist()
+    return [
+        int(r) for r, v in zip(rows.tolist(), vals, strict=True) if isinstance(v, float) and math.isnan(v)
+    ]
+
+
 def build_history_frame(n_rows: int, columns: dict[str, tuple[np.ndarray, Any]]) -> pd.DataFrame:
-    """One DataFrame from per-key columns; ``_step`` first, then keys in first-seen order."""
+    """One DataFrame from per-key columns; ``_step`` first, then keys in first-seen order.
+
+    A logged NaN and a key not logged at a row both read as NaN; ``df.attrs["logged_nan"]`` keeps
+    the rows where NaN was logged (per column) so "logged" can still be told from "missing".
+    """
     data = {k: column_from_values(n_rows, rows, vals) for k, (rows, vals) in columns.items()}
     order = sorted(data, key=lambda k: (k != "_step",))
-    return pd.DataFrame({k: data[k] for k in order}, index=pd.RangeIndex(n_rows))
+    df = pd.DataFrame({k: data[k] for k in order}, index=pd.RangeIndex(n_rows))
+    nan_rows = {k: r for k, (rows, vals) in columns.items() if (r := _nan_rows(rows, vals))}
+    df.attrs[LOGGED_NAN] = nan_rows
+    return df
+
+
+def logged_mask(df: pd.DataFrame, column: str) -> np.ndarray:
+    """Rows of a history frame where ``column`` was logged (a value, or a logged NaN)."""
+    mask = df[column].notna().to_numpy()
+    nan_rows = df.attrs.get(LOGGED_NAN, {}).get(column)
+    if nan_rows:
+        mask = mask.copy()
+        mask[np.asarray(nan_rows, dtype=np.int64)] = True
+    return mask
 
 
 def history_items(hist: Any) -> list[tuple[str, Any]]:

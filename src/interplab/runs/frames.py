@@ -34,23 +34,30 @@ def _missing_metric(run: Run, key: str, what: str = "metric") -> InterplabError:
     )
 
 
-def run_frame(run: Run, metrics: Sequence[str], step_key: str = "_step") -> pd.DataFrame:
-    """``step_key`` and ``metrics`` for every row of ``run`` where at least one metric was logged
-    (a logged NaN counts as logged)."""
+def run_arrays(run: Run, metrics: Sequence[str], step_key: str = "_step") -> dict[str, np.ndarray]:
+    """``step_key`` and ``metrics`` as arrays, for every row of ``run`` where at least one metric
+    was logged (a logged NaN counts as logged)."""
     metrics = list(dict.fromkeys(metrics))
     hist = run.history()
     for key in [step_key, *metrics]:
         if key not in hist.columns:
             raise _missing_metric(run, key, "step key" if key == step_key else "metric")
     cols = [step_key, *[m for m in metrics if m != step_key]]
-    frame = hist.loc[:, cols]
-    if metrics:
-        present = np.zeros(len(hist), dtype=bool)
-        for m in metrics:
-            present |= logged_mask(hist, m)
-        if not present.all():
-            frame = frame.loc[present]
-    return frame.reset_index(drop=True)
+    present = np.zeros(len(hist), dtype=bool)
+    for m in metrics:
+        present |= logged_mask(hist, m)
+    keep = None if present.all() else np.flatnonzero(present)
+    out = {}
+    for c in cols:
+        arr = hist[c].to_numpy()
+        out[c] = arr if keep is None else arr[keep]
+    return out
+
+
+def run_frame(run: Run, metrics: Sequence[str], step_key: str = "_step") -> pd.DataFrame:
+    """:func:`run_arrays` as a DataFrame."""
+    arrays = run_arrays(run, metrics, step_key)
+    return pd.DataFrame(arrays, index=pd.RangeIndex(len(arrays[step_key])))
 
 
 def flat_config(config: dict[str, Any], sep: str = ".") -> dict[str, Any]:
@@ -80,18 +87,52 @@ def get_runs_data(
         metrics = [metrics]
     if not runs:
         raise InterplabError("no runs given to get_runs_data (the source or filter matched none)")
-    frames = []
-    for run in runs:
-        frame = run_frame(run, metrics, step_key)
-        frame[RUN_ID] = run.id
-        frame[RUN_NAME] = run.name
-        if include_config:
-            for key, value in flat_config(run.config, config_sep).items():
-                col = f"{config_prefix}{config_sep}{key}" if config_prefix else key
-                frame[col] = [value] * len(frame) if isinstance(value, list | dict) else value
-        frames.append(frame)
-    df = pd.concat(frames, ignore_index=True, sort=False)
-    return df
+    parts = [run_arrays(run, metrics, step_key) for run in runs]
+    lengths = np.array([len(p[step_key]) for p in parts], dtype=np.int64)
+    data: dict[str, Any] = {}
+    for col in parts[0]:
+        data[col] = np.concatenate([p[col] for p in parts])
+    data[RUN_ID] = _repeat_labels([r.id for r in runs], lengths)
+    data[RUN_NAME] = _repeat_labels([r.name for r in runs], lengths)
+    if include_config:
+        flats = [flat_config(r.config, config_sep) for r in runs]
+        keys = list(dict.fromkeys(k for f in flats for k in f))
+        for key in keys:
+            col = f"{config_prefix}{config_sep}{key}" if config_prefix else key
+            data[col] = _repeat_values([f.get(key, _NOT_SET) for f in flats], lengths)
+    return pd.DataFrame(data, index=pd.RangeIndex(int(lengths.sum())), copy=False)
+
+
+_NOT_SET = object()
+
+
+def _repeat_labels(labels: list[str | None], lengths: np.ndarray) -> pd.Categorical:
+    """One label per run repeated over its rows, as a Categorical (cheap for millions of rows)."""
+    cats = list(dict.fromkeys(x for x in labels if x is not None))
+    index = {c: i for i, c in enumerate(cats)}
+    codes = np.repeat(np.array([index.get(x, -1) for x in labels], dtype=np.int32), lengths)
+    return pd.Categorical.from_codes(codes, categories=cats)
+
+
+def _repeat_values(values: list[Any], lengths: np.ndarray) -> Any:
+    """One config value per run repeated over its rows: numbers as int64/float64 (NaN where a run
+    lacks the key), booleans as bool, strings as Categorical, anything else as objects."""
+    present = [v for v in values if v is not _NOT_SET]
+    missing = len(present) < len(values)
+    kinds = {type(v) for v in present}
+    if kinds <= {int} and not missing:
+        return np.repeat(np.array(values, dtype=np.int64), lengths)
+    if kinds <= {int, float}:
+        return np.repeat(
+            np.array([np.nan if v is _NOT_SET else v for v in values], dtype=np.float64), lengths
+        )
+    if kinds <= {bool} and not missing:
+        return np.repeat(np.array(values, dtype=bool), lengths)
+    if kinds <= {str}:
+        return _repeat_labels([None if v is _NOT_SET else v for v in values], lengths)
+    obj = np.empty(len(values), dtype=object)
+    obj[:] = [None if v is _NOT_SET else v for v in values]
+    return np.repeat(obj, lengths)
 
 
 def _config_columns(df: pd.DataFrame, config_prefix: str, config_sep: str) -> list[str]:

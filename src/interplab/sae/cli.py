@@ -26,6 +26,7 @@ def quick_command(
     context_size: int = typer.Option(128, "--context-size", help="Tokens per window."),
     output_json: str | None = typer.Option(None, "--output-json", help="Also write the sections as JSON."),
     no_ablation: bool = typer.Option(False, "--no-ablation", help="Skip the three-pass ablation section."),
+    dtype: str = typer.Option("float32", "--dtype", help="SAE weights dtype: float32, bfloat16, float16."),
 ) -> None:
     """Quick check of an SAE: sparsity, dead features, reconstruction and ablation in one pass."""
     from interplab.sae.quick import quick_check, render_tables
@@ -41,6 +42,7 @@ def quick_command(
         context_size=context_size,
         output_json=output_json,
         ablation=not no_ablation,
+        dtype=dtype,
     )
     render_tables(result)
     if result.output_json is not None:

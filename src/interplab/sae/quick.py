@@ -121,6 +121,8 @@ def quick_check(
     validate_run_args(batch_size, context_size, max_tokens)
     if not str(sae_path):
         raise InterplabError("--sae is required: a folder holding an SAE")
+    if output_json is not None and Path(output_json).is_dir():
+        raise InterplabError(f"{output_json}: --output-json is a folder; expected a file path")
     sae = load_sae(sae_path, dtype=dtype)
     loaded = load_model(model)
     hp = resolve_sae_hook(loaded, sae, hook, layer)

@@ -187,3 +187,96 @@ def test_corrupted_byte_skips_only_that_record(
     spec_kept = WrittenRun(name=spec.name, config=spec.config, tags=spec.tags, rows=kept)
     _check_history(hist, spec_kept)
     assert run.state == "finished"  # the exit record after the damage is still read
+
+
+def _unusual_log(path: Path) -> None:
+    """A log with every record shape the fast path must treat exactly like protobuf."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    from interplab.runs.leveldb_log import write_log
+
+    recs = []
+
+    def rec(**fill: object) -> pb.Record:
+        r = pb.Record()
+        r.num = len(recs) + 1
+        recs.append(r)
+        return r
+
+    r = rec()
+    r.run.run_id, r.run.display_name, r.run.project = "odd1", "odd", "p"
+    r.run.tags.extend(["t"])
+    u = r.run.config.update.add()
+    u.key, u.value_json = "a", '{"b": 1, "c": [1, 2]}'
+    u = r.run.summary.update.add()
+    u.key, u.value_json = "from_run", "1"
+    for step in range(300):
+        h = rec()
+        if step % 7 == 0:
+            h._info.stream_id = "odd1"  # an extra top-level field
+        it = h.history.item.add()
+        it.key, it.value_json = "_step", str(step)  # plain key instead of nested_key
+        it = h.history.item.add()
+        it.nested_key.extend(["deep", "x"])
+        it.value_json = repr(step * 0.5)
+        if step % 3 == 0:
+            it = h.history.item.add()
+            it.nested_key.append("mixed")
+            it.value_json = ['"text"', "true", "null", "[1, 2]", "1e400", "-0", "12345678901234567890"][
+                step % 7
+            ]
+        if step == 5:
+            it = h.history.item.add()
+            it.nested_key.append("big")
+            it.value_json = '"' + "é" * 5000 + '"'  # a long value: multi-byte lengths, multi-block record
+        if step == 11:
+            h.history.item.add(key="", value_json="1")  # empty key
+        h.history.step.num = step
+        s = rec()
+        u = s.summary.update.add()
+        u.nested_key.extend(["deep", "x"])
+        u.value_json = repr(step * 0.5)
+        if step == 100:
+            s.summary.remove.add(key="from_run")
+            c = rec()
+            c.config.remove.add(key="a")
+            c.config.update.add(nested_key=["n", "m"], value_json='"v"')
+    e = rec()
+    e.exit.exit_code = 0
+    write_log(path, (r.SerializeToString() for r in recs))
+
+
+def test_fast_path_equals_reference_on_unusual_records(tmp_path: Path) -> None:
+    log_file = tmp_path / "run-odd1.wandb"
+    _unusual_log(log_file)
+    fast, exact = decode_log(log_file), decode_log_exact(log_file)
+    pd.testing.assert_frame_equal(fast.history, exact.history)
+    assert fast.history.attrs == exact.history.attrs
+    assert fast.meta() == exact.meta()
+    assert exact.config == {"n": {"m": "v"}}
+    assert exact.summary == {"deep": {"x": 299 * 0.5}}
+    assert exact.history["_step"].tolist() == list(range(300))
+    mixed = exact.history["mixed"]
+    assert (mixed.iloc[0], mixed.iloc[3], mixed.iloc[6], mixed.iloc[12]) == (
+        "text",
+        [1, 2],
+        12345678901234567890,
+        0,
+    )
+    assert mixed.iloc[9] is None and mixed.iloc[1] is None  # logged null / not logged
+    assert exact.history["deep.x"].iloc[8] == 4.0
+
+
+def test_logwriter_runs_read_back(tmp_path: Path) -> None:
+    from interplab.runs.logwriter import write_offline_run
+
+    rng = np.random.default_rng(0)
+    loss = rng.normal(size=3000)
+    val = np.where(np.arange(3000) % 7 == 0, rng.normal(size=3000), np.nan)
+    write_offline_run(tmp_path, "w1", {"loss": loss, "val": val}, config={"lr": 0.5}, tags=["x"])
+    (run,) = fetch_runs(tmp_path)
+    assert (run.id, run.config, run.tags, run.state) == ("w1", {"lr": 0.5}, ["x"], "finished")
+    hist = run.history()
+    assert hist["loss"].tolist() == loss.tolist()
+    np.testing.assert_array_equal(hist["val"].to_numpy(), val)
+    assert run.summary["loss"] == loss[-1]

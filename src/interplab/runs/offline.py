@@ -39,7 +39,8 @@ def discover_logs(source: str | Path) -> list[Path]:
     root = Path(source).expanduser()
     if not root.exists():
         raise InterplabError(
-            f"run source {root} does not exist (expected a folder of W&B runs or a run folder)"
+            f"no W&B runs found: {root} does not exist (expected a folder of W&B runs, a run folder "
+            "or a run-<id>.wandb file)"
         )
     if root.is_file():
         if root.suffix != ".wandb":

@@ -217,10 +217,14 @@ def aggregate(
     data = df.loc[df[metric_col].notna()]
     out_frames = []
     keys = group_cols if group_cols else None
-    grouped = data.groupby(keys, dropna=False, sort=True) if keys else [((), data)]
+    grouped = data.groupby(keys, dropna=False, sort=True, observed=True) if keys else [((), data)]
     for gkey, gdf in grouped:
         gkey = gkey if isinstance(gkey, tuple) else (gkey,)
-        runs = [rdf for _, rdf in gdf.groupby(run_col, sort=False)] if run_col else [gdf]
+        runs = (
+            [rdf for _, rdf in gdf.groupby(run_col, sort=False, observed=True) if len(rdf)]
+            if run_col
+            else [gdf]
+        )
         series = []
         for rdf in runs:
             s = rdf[[step_col, metric_col]].to_numpy(dtype=np.float64)
@@ -229,7 +233,9 @@ def aggregate(
             # several rows at one step: keep the last logged value
             last = np.r_[s[1:, 0] != s[:-1, 0], True] if len(s) else np.zeros(0, bool)
             series.append(s[last])
-        grid = np.unique(np.concatenate([s[:, 0] for s in series])) if series else np.zeros(0)
+        if not series:
+            continue
+        grid = np.unique(np.concatenate([s[:, 0] for s in series]))
         mat = np.full((len(series), len(grid)), np.nan)
         for i, s in enumerate(series):
             idx = np.searchsorted(grid, s[:, 0])

@@ -231,6 +231,8 @@ def _unusual_log(path: Path) -> None:
             it.value_json = '"' + "é" * 5000 + '"'  # a long value: multi-byte lengths, multi-block record
         if step == 11:
             h.history.item.add(key="", value_json="1")  # empty key
+        if step == 13:
+            h.history.item.add(key="weird", value_json="1.2.3")  # not JSON: kept as text
         h.history.step.num = step
         s = rec()
         u = s.summary.update.add()
@@ -265,6 +267,7 @@ def test_fast_path_equals_reference_on_unusual_records(tmp_path: Path) -> None:
     )
     assert mixed.iloc[9] is None and mixed.iloc[1] is None  # logged null / not logged
     assert exact.history["deep.x"].iloc[8] == 4.0
+    assert exact.history["weird"].iloc[13] == "1.2.3"
 
 
 def test_logwriter_runs_read_back(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ by the reference path instead.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,7 @@ def decode_bytes(data: bytes, path: str | Path = "<bytes>") -> RunLog | None:
     check_file_header(data, path)
     try:
         return _decode(data, path)
-    except _Fallback as why:
+    except (_Fallback, pa.ArrowInvalid, ValueError) as why:
         logger.debug("%s: reference decoder used (%s)", path, why)
         return None
 
@@ -219,7 +218,7 @@ def _history_columns(
     other = np.flatnonzero(it_class == wk.V_OTHER)
     other_vals: dict[int, Any] = {}
     for i in other.tolist():
-        v = json.loads(data[it_vstart[i] : it_vstart[i] + it_vlen[i]])
+        v = loads_value(data[it_vstart[i] : it_vstart[i] + it_vlen[i]])
         if isinstance(v, dict) and v:
             raise _Fallback("dict-valued history item")
         other_vals[i] = v

@@ -81,9 +81,13 @@ class RunLog:
         return cls(**kw, history=history)
 
 
-def loads_value(text: str) -> Any:
-    """A W&B ``value_json``: JSON with ``NaN``/``Infinity``/``-Infinity`` allowed."""
-    return json.loads(text)
+def loads_value(text: str | bytes) -> Any:
+    """A W&B ``value_json``: JSON with ``NaN``/``Infinity``/``-Infinity`` allowed; text that is not
+    JSON is kept as the string itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
 
 
 def set_path(target: dict[str, Any], path: list[str], value: Any) -> None:

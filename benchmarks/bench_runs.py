@@ -67,7 +67,11 @@ def main() -> None:
     from interplab.runs import fetch_runs, get_runs_data
     from interplab.runs.offline import decode_log, decode_log_exact
 
-    decode_log(logs[0])  # load the compiled kernels (JIT cache) outside the timings
+    t0 = time.perf_counter()
+    decode_log(logs[0])  # load (or, in a fresh checkout, compile) the kernels outside the timings
+    print(
+        f"compiled kernels ready in {time.perf_counter() - t0:.1f} s; load average {os.getloadavg()[0]:.1f}"
+    )
 
     # 1. parse speed, fast vs reference, on the same files
     subset = logs[: args.reference_runs]

@@ -143,3 +143,20 @@ def test_bad_arguments_write_nothing(tiny_models, tiny_text_file, tmp_path, kwar
     with pytest.raises(InterplabError, match=message):
         train_sae(**{**args, **kwargs})
     assert not out.exists()
+
+
+def test_training_forward_equals_the_saved_model(random_sae_weights):
+    """The trainer's sparse decoder (embedding_bag) computes what the SAE module computes."""
+    from interplab.sae.model import SAE, SAEConfig
+    from interplab.sae.train import _topk_forward
+
+    w = random_sae_weights(32, 64, seed=9)
+    sae = SAE.from_weights(
+        SAEConfig(d_in=32, d_sae=64, architecture="topk", k=6, apply_b_dec_to_input=True),
+        **{k: v for k, v in w.items() if k != "threshold"},
+    ).requires_grad_(False)
+    x = torch.randn(25, 32, generator=torch.Generator().manual_seed(0))
+    pre, values, indices, x_hat = _topk_forward(sae, x, 6)
+    f = torch.zeros(25, 64).scatter(-1, indices, values)
+    torch.testing.assert_close(f, sae.encode(x))
+    torch.testing.assert_close(x_hat, sae(x), rtol=1e-5, atol=1e-5)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from interplab.common.atomic import write_json
@@ -128,12 +129,15 @@ def init_sae(cfg: SAEConfig, acts: Tensor, generator: torch.Generator) -> SAE:
     return sae
 
 
-def _topk_forward(sae: SAE, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
-    """(pre-activations, features, reconstruction) for a TopK SAE."""
+def _topk_forward(sae: SAE, x: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(pre-activations, top-k values after ReLU, their indices, reconstruction) for a TopK SAE.
+
+    The decoder is applied sparsely (``embedding_bag`` over the k active rows of ``W_dec``)."""
     pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
     values, indices = torch.topk(pre, k, dim=-1)
-    f = torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
-    return pre, f, f @ sae.W_dec + sae.b_dec
+    values = torch.relu(values)
+    x_hat = F.embedding_bag(indices, sae.W_dec, per_sample_weights=values, mode="sum") + sae.b_dec
+    return pre, values, indices, x_hat
 
 
 def _auxk_loss(sae: SAE, pre: Tensor, residual: Tensor, dead: Tensor) -> Tensor:
@@ -145,8 +149,7 @@ def _auxk_loss(sae: SAE, pre: Tensor, residual: Tensor, dead: Tensor) -> Tensor:
     scale = min(n_dead / k_aux_full, 1.0)
     masked = torch.where(dead[None, :], pre, torch.full_like(pre, -torch.inf))
     values, indices = torch.topk(masked, k_aux, dim=-1)
-    f_aux = torch.zeros_like(pre).scatter(-1, indices, torch.relu(values))
-    e_hat = f_aux @ sae.W_dec
+    e_hat = F.embedding_bag(indices, sae.W_dec, per_sample_weights=torch.relu(values), mode="sum")
     return scale * ((e_hat - residual) ** 2).sum(dim=-1).mean()
 
 
@@ -288,9 +291,10 @@ def train_sae(
                 x = acts[perm[cursor : cursor + batch_size]]
                 cursor += batch_size
                 tokens_seen += x.shape[0]
-                pre, f, x_hat = _topk_forward(sae, x, k)
+                pre, values, indices, x_hat = _topk_forward(sae, x, k)
                 l2 = ((x_hat - x) ** 2).sum(dim=-1).mean()
-                fired = (f > 0).any(dim=0)
+                fired = torch.zeros(d_sae, dtype=torch.bool)
+                fired[indices[values > 0]] = True
                 steps_since_fired = torch.where(fired, 0, steps_since_fired + 1)
                 dead = steps_since_fired > dead_after_steps
                 aux = _auxk_loss(sae, pre, (x - x_hat).detach(), dead) if aux_k_coef > 0 else l2.new_zeros(())
@@ -315,7 +319,7 @@ def train_sae(
                         "fvu": fvu,
                         "explained_variance": 1.0 - fvu,
                         "aux_loss": float(aux / total_var),
-                        "l0": float((f > 0).sum(dim=-1).float().mean()),
+                        "l0": float((values > 0).sum(dim=-1).float().mean()),
                         "dead_fraction": float(dead.float().mean()),
                         "lr": lr,
                     }

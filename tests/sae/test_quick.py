@@ -174,3 +174,10 @@ def test_topk_sae_from_sparsify_folder(tiny_models, tiny_text_file, sae_folders)
     assert r["sparsity"]["l0_mean"] <= 8
     assert r["run"]["hook"] == "blocks.1.hook_resid_post" and r["run"]["sae_format"] == "sparsify"
     assert torch.isfinite(torch.tensor(r["reconstruction"]["explained_variance"]))
+
+
+def test_context_size_beyond_position_table(tiny_models, tiny_text_file, perfect_sae_folder):
+    with pytest.raises(
+        InterplabError, match="--context-size 512 exceeds the model's maximum of 128 positions"
+    ):
+        quick_check(str(tiny_models["gpt2"]), perfect_sae_folder, data=str(tiny_text_file), context_size=512)

@@ -251,6 +251,17 @@ def n_batches(windows: TokenWindows, batch_size: int) -> int:
     return -(-windows.n_windows // int(batch_size))
 
 
+def check_context_size(model: Any, context_size: int) -> None:
+    """Refuse windows longer than the model's position table (``max_position_embeddings`` /
+    ``n_positions``)."""
+    config = getattr(getattr(model, "model", model), "config", None)
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if limit is not None and int(context_size) > int(limit):
+        raise InterplabError(
+            f"--context-size {context_size} exceeds the model's maximum of {limit} positions"
+        )
+
+
 def corpus_texts(data: str, max_tokens: int | None) -> tuple[Iterable[str], int | None]:
     """Texts for ``data`` (``docs`` streams lazily) and the effective token budget."""
     from interplab.common.data import BUILTIN_CORPORA, iter_docs_corpus, load_texts

@@ -14,7 +14,7 @@ from interplab.common.atomic import write_json
 from interplab.common.errors import InterplabError
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.progress import track
-from interplab.sae.corpus import TokenWindows, iter_batches, load_windows, n_batches
+from interplab.sae.corpus import TokenWindows, check_context_size, iter_batches, load_windows, n_batches
 from interplab.sae.formats import load_sae
 from interplab.sae.hooks import HookPoint, capture_activations, check_sae_width, resolve_hook
 from interplab.sae.metrics import AblationStats, ReconstructionStats, SparsityStats, batch_ablation
@@ -126,6 +126,7 @@ def quick_check(
     sae = load_sae(sae_path, dtype=dtype)
     loaded = load_model(model)
     hp = resolve_sae_hook(loaded, sae, hook, layer)
+    check_context_size(loaded, context_size)
     windows = load_windows(loaded.tokenizer, data, context_size=context_size, max_tokens=max_tokens)
     log.info(
         "quick check: %s at %s, %d tokens in %d windows (%d empty texts skipped)",

@@ -32,7 +32,7 @@ from interplab.common.errors import InterplabError
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import output_dir
 from interplab.common.progress import make_progress, track
-from interplab.sae.corpus import TokenWindows, iter_batches, load_windows, n_batches
+from interplab.sae.corpus import TokenWindows, check_context_size, iter_batches, load_windows, n_batches
 from interplab.sae.formats import save_sae
 from interplab.sae.hooks import HookPoint, capture_activations, resolve_hook
 from interplab.sae.model import SAE, SAEConfig
@@ -229,6 +229,7 @@ def train_sae(
 
     loaded = load_model(model)
     hp = resolve_hook(loaded, hook, layer)
+    check_context_size(loaded, context_size)
     budget = TRAIN_DEFAULT_MAX_TOKENS if max_tokens is None else int(max_tokens)
     windows = load_windows(loaded.tokenizer, data, context_size=context_size, max_tokens=budget)
     t_collect = time.perf_counter()

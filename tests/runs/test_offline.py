@@ -283,3 +283,17 @@ def test_logwriter_runs_read_back(tmp_path: Path) -> None:
     assert hist["loss"].tolist() == loss.tolist()
     np.testing.assert_array_equal(hist["val"].to_numpy(), val)
     assert run.summary["loss"] == loss[-1]
+
+
+def test_a_record_that_is_not_protobuf_is_skipped(sdk_runs: WrittenRuns, tmp_path: Path) -> None:
+    spec = sdk_runs.runs["gamma"]
+    assert spec.folder is not None
+    full = read_log_bytes(next(spec.folder.glob("run-*.wandb")))
+    payloads = [bytes(p) for p in scan_log(full).records()]
+    payloads.insert(len(payloads) // 2, b"\xff\xff\xff\xff")  # valid CRC, not a Record
+    log_file = tmp_path / "run-x.wandb"
+    log_file.write_bytes(encode_log(payloads))
+    fast, exact = decode_log(log_file), decode_log_exact(log_file)
+    pd.testing.assert_frame_equal(fast.history, exact.history)
+    _check_history(exact.history, spec)
+    assert exact.config == spec.config

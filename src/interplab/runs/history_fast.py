@@ -109,15 +109,6 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     ) = out
     if collision:
         raise _Fallback("key hash collision")
-    if damaged:
-        logger.warning(
-            "%s: skipped %d damaged chunk(s) (bad CRC or framing); read %d valid records",
-            path,
-            damaged,
-            n_rec,
-        )
-    if partial:
-        logger.info("%s: the log ends in a partial record (run cut off or still being written)", path)
 
     # --- slow records through protobuf, in order
     builder = RunLogBuilder(collect_summary=True)
@@ -125,6 +116,8 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     slow_rows: dict[int, list[tuple[str, Any]]] = {}
     for r in np.flatnonzero((kinds == wk.KIND_SLOW) | (kinds == wk.KIND_HISTORY_SLOW)).tolist():
         record = parse_record(data[rec_start[r] : rec_start[r] + rec_len[r]])
+        if record is None:
+            continue
         if record.WhichOneof("record_type") == "history":
             is_hist[r] = True
             slow_rows[r] = history_items(record.history)
@@ -180,6 +173,15 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
         else:
             set_path(summary, path_parts, value)
 
+    if damaged:
+        logger.warning(
+            "%s: skipped %d damaged chunk(s) (bad CRC or framing); read %d valid records",
+            path,
+            damaged,
+            n_rec,
+        )
+    if partial:
+        logger.info("%s: the log ends in a partial record (run cut off or still being written)", path)
     log = builder.finish()
     log.history = build_history_frame(n_rows, columns)
     log.n_records = int(n_rec)

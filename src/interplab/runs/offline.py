@@ -95,7 +95,9 @@ def decode_log_exact(log_file: Path) -> RunLog:
     scan = scan_log(data, log_file)
     builder = RunLogBuilder()
     for payload in scan.records():
-        builder.apply(parse_record(payload))
+        record = parse_record(payload)
+        if record is not None:
+            builder.apply(record)
     log = builder.finish()
     log.n_records = len(scan)
     log.damaged_chunks = scan.damaged_chunks

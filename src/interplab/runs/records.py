@@ -18,6 +18,7 @@ History is gathered as per-key (row, value) lists and built into one DataFrame a
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 INTERNAL_CONFIG_KEYS = ("_wandb",)
 
@@ -315,11 +318,18 @@ class RunLogBuilder:
 
 
 def parse_record(payload: bytes | memoryview) -> Any:
-    """One ``Record`` from its bytes."""
+    """One ``Record`` from its bytes; None (with a warning) when the bytes are not a Record."""
+    from google.protobuf.message import DecodeError
     from wandb.proto import wandb_internal_pb2
 
     record = wandb_internal_pb2.Record()
-    record.ParseFromString(bytes(payload) if isinstance(payload, memoryview) else payload)
+    try:
+        record.ParseFromString(bytes(payload) if isinstance(payload, memoryview) else payload)
+    except DecodeError as exc:
+        logger.warning(
+            "skipped a record that is not a valid protobuf Record (%d bytes): %s", len(payload), exc
+        )
+        return None
     return record
 
 

@@ -156,5 +156,5 @@ def test_aggregate_different_steps_interpolates(runs: list) -> None:
     )
     with pytest.raises(InterplabError, match="unknown align"):
         aggregate(df, "val_loss", align="nearest")
-    with pytest.raises(InterplabError, match="unknown column 'cfg.nope'"):
+    with pytest.raises(InterplabError, match=r"unknown column 'cfg\.nope'"):
         aggregate(df, "val_loss", group_by=["cfg.nope"])

@@ -81,11 +81,8 @@ def test_fast_decoder_matches_protobuf_reference(sdk_runs: WrittenRuns) -> None:
         log_file = next(spec.folder.glob("run-*.wandb"))
         fast, exact = decode_log(log_file), decode_log_exact(log_file)
         pd.testing.assert_frame_equal(fast.history, exact.history)
-        assert fast.meta() == exact.meta() or _meta_equal(fast.meta(), exact.meta())
-
-
-def _meta_equal(a: dict, b: dict) -> bool:
-    return pd.Series(a).to_json() == pd.Series(b).to_json()
+        assert fast.meta() == exact.meta()
+        assert fast.history.attrs == exact.history.attrs
 
 
 def test_fetch_run_data_and_metric_keys(sdk_runs: WrittenRuns) -> None:

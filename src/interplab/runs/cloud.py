@@ -176,7 +176,9 @@ def cloud_runs(
                 tags=list(getattr(r, "tags", None) or []),
                 state=str(getattr(r, "state", "") or ""),
                 config=unwrap_config(dict(getattr(r, "config", None) or {})),
-                summary=dict(getattr(r, "summary_metrics", None) or {}),
+                summary={
+                    k: v for k, v in dict(getattr(r, "summary_metrics", None) or {}).items() if k != "_wandb"
+                },
                 source=f"wandb:{path}",
                 path=None,
                 project=project,

@@ -294,3 +294,21 @@ def test_a_record_that_is_not_protobuf_is_skipped(sdk_runs: WrittenRuns, tmp_pat
     pd.testing.assert_frame_equal(fast.history, exact.history)
     _check_history(exact.history, spec)
     assert exact.config == spec.config
+
+
+def test_source_forms_and_history_helper(sdk_runs: WrittenRuns) -> None:
+    from interplab.runs import history
+
+    spec = sdk_runs.runs["alpha"]
+    assert spec.folder is not None
+    log_file = next(spec.folder.glob("run-*.wandb"))
+    by_prefix = fetch_runs(f"offline:{sdk_runs.root}")
+    assert sorted(r.id for r in by_prefix) == sorted(s.id for s in sdk_runs.runs.values())
+    (one,) = fetch_runs(log_file)
+    assert one.id == spec.id and one.path == spec.folder.resolve()
+    sub = history(one, ["val_loss", "kl.prefix_2"])
+    assert sub.columns.tolist() == ["_step", "val_loss", "kl.prefix_2"] and len(sub) == N_STEPS
+    assert sub["kl.prefix_2"].iloc[10] == spec.rows[10]["kl.prefix_2"]
+    assert history(one) is one.history()
+    with pytest.raises(InterplabError, match=r"unknown key 'nope' in run alpha"):
+        history(one, ["nope"])

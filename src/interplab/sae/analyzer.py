@@ -490,8 +490,8 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
             del sim
         else:
             similar = similarity_topk(an.sae.W_dec, k_nb, cfg.similarity)
-        files["similarity_topk_indices"] = f"matrices/feature_similarity_topk_indices_{ts}.npy"
-        files["similarity_topk_values"] = f"matrices/feature_similarity_topk_values_{ts}.npy"
+        files["similarity_topk_indices"] = f"matrices/feature_similarity_{ts}_topk_indices.npy"
+        files["similarity_topk_values"] = f"matrices/feature_similarity_{ts}_topk_values.npy"
         save_npy(od.file(files["similarity_topk_indices"]), similar[0])
         save_npy(od.file(files["similarity_topk_values"]), similar[1])
 
@@ -516,10 +516,10 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
                 files[key] = f"matrices/{name}_{ts}.npz"
                 _save_sparse(od.file(files[key]), m)
             nb = topk_neighbours(m, k_nb)
-            save_npy(od.file(f"matrices/{name}_topk_indices_{ts}.npy"), nb[0])
-            save_npy(od.file(f"matrices/{name}_topk_values_{ts}.npy"), nb[1])
-            files[f"{key}_topk_indices"] = f"matrices/{name}_topk_indices_{ts}.npy"
-            files[f"{key}_topk_values"] = f"matrices/{name}_topk_values_{ts}.npy"
+            files[f"{key}_topk_indices"] = f"matrices/{name}_{ts}_topk_indices.npy"
+            files[f"{key}_topk_values"] = f"matrices/{name}_{ts}_topk_values.npy"
+            save_npy(od.file(files[f"{key}_topk_indices"]), nb[0])
+            save_npy(od.file(files[f"{key}_topk_values"]), nb[1])
             if coactive is None:
                 coactive = nb
         assert coactive is not None
@@ -719,7 +719,7 @@ def run_sae_demo(
     max_tokens: int = 32_768,
     d_sae: int = 1024,
     k: int = 32,
-    steps: int = 600,
+    steps: int = 400,
     model: str = "minilm",
     layer: int = 3,
     hook: str = "hook_resid_post",
@@ -746,7 +746,13 @@ def run_sae_demo(
             max_tokens=max_tokens,
         )
         trained = True
-    options = {"max_tokens": max_tokens, "batch_size": 16, **options}
+    options = {
+        "max_tokens": max_tokens,
+        "batch_size": 16,
+        "ablation_tokens": 2048,
+        "ablation_features": 8,
+        **options,
+    }
     batch_size = options.pop("batch_size")
     analysis = run_comprehensive_analysis(
         model, sae_folder, layer, hook, data, batch_size, out / "analysis", **options

@@ -196,7 +196,7 @@ def demo_command(
     max_tokens: int = typer.Option(32768, "--max-tokens", help="Tokens of the built-in corpus used."),
     d_sae: int = typer.Option(1024, "--d-sae", help="SAE latents."),
     k: int = typer.Option(32, "--k", help="Active latents per token."),
-    steps: int = typer.Option(600, "--steps", help="Training steps."),
+    steps: int = typer.Option(400, "--steps", help="Training steps."),
 ) -> None:
     """Train a small TopK SAE on minilm (layer 3, hook_resid_post, built-in corpus) and analyse it."""
     from interplab.sae.analyzer import run_sae_demo

@@ -101,6 +101,60 @@ def restore_state(objects: dict[str, Any], state: dict[str, np.ndarray]) -> None
         setattr(parent, path[-1], value)
 
 
+def sparse_codes(sae: SAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(rows, cols, values, x̂)`` of ``sae`` on ``x [n, d_in]``: the non-zero codes in token-major
+    order (features ascending within a token) and the reconstruction.
+
+    Equal to ``nonzero`` of ``sae.encode(x)`` and to ``sae(x)``, but without dense ``[n, d_sae]``
+    work after the encoder matmul where the SAE allows: a TopK SAE's codes come straight from
+    ``topk``, and ``x̂`` is a sparse × dense product (``nnz · d_in`` instead of ``n · d_sae · d_in``).
+    """
+    n = x.shape[0]
+    if sae.cfg.normalize_activations != "none":
+        f, x_hat = sae.encode_decode(x)
+        rows, cols = torch.nonzero(f, as_tuple=True)
+        return rows, cols, f[rows, cols], x_hat
+    if sae.cfg.architecture == "topk":
+        k = int(sae.cfg.k or 1)
+        values, idx = torch.topk(sae.pre_activations(x), k, dim=-1)
+        idx, perm = idx.sort(dim=1)
+        values = torch.relu(values.gather(1, perm))
+        keep = values != 0
+        rows = torch.arange(n, device=x.device)[:, None].expand(-1, k)[keep]
+        cols, vals = idx[keep], values[keep]
+    else:
+        f = sae.encode(x)
+        rows, cols = torch.nonzero(f, as_tuple=True)
+        vals = f[rows, cols]
+    codes = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]), vals, (n, sae.d_sae), is_coalesced=True, check_invariants=False
+    )
+    x_hat = torch.sparse.mm(codes, sae.W_dec) + sae.b_dec
+    return rows, cols, vals, x_hat
+
+
+def update_sparsity(
+    stats: SparsityStats, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n: int
+) -> None:
+    """``SparsityStats.update`` from the non-zero codes (O(nnz) instead of O(n · d_sae)); the same
+    fields and formulas as feeding the dense ``[n, d_sae]`` codes."""
+    if n == 0:
+        return
+    d = stats.d_sae
+    v64 = vals.detach().to(torch.float64).cpu()
+    rows, cols = rows.cpu(), cols.cpu()
+    in_batch = torch.bincount(cols, minlength=d)
+    stats.counts += in_batch
+    stats.act_sum += torch.bincount(cols, weights=v64, minlength=d)
+    # dense max over the batch includes the zeros of tokens where the feature is silent
+    start = torch.where(in_batch < n, 0.0, float("-inf")).to(torch.float64)
+    batch_max = start.scatter_reduce(0, cols, v64, reduce="amax", include_self=True)
+    stats.act_max = torch.maximum(stats.act_max, batch_max)
+    stats.l0.update(torch.bincount(rows, minlength=n).to(torch.float64))
+    stats.l1.update(torch.bincount(rows, weights=v64.abs(), minlength=n))
+    stats.n_tokens += int(n)
+
+
 class TokenStrings:
     """``token_id → decoded string`` by array lookup; each vocabulary id is decoded once."""
 
@@ -230,9 +284,10 @@ def collect(
     n_batches = -(-rest.n_windows // int(batch_size))
 
     def flush(window_end: int) -> None:
-        token, feature, value, ids, text, pos = _concat(buf)
-        order = np.lexsort((token, feature))
-        token, feature, value = token[order], feature[order], value[order]
+        token_major, feature_tm, value_tm, ids, text, pos = _concat(buf)
+        key = feature_tm.astype(np.int64) * max(len(ids), 1) + (token_major - writer.tokens_done)
+        order = np.argsort(key, kind="stable")  # Parquet rows: by (feature, token_idx)
+        token, feature, value = token_major[order], feature_tm[order], value_tm[order]
         act_table = pa.Table.from_arrays(
             [pa.array(token, pa.int64()), pa.array(feature, pa.int32()), pa.array(value, pa.float32())],
             schema=ACTIVATIONS_SCHEMA,
@@ -255,7 +310,8 @@ def collect(
                 f"{db_path}: writing shard {len(writer.shards)} failed ({exc}); the "
                 f"{len(writer.shards)} complete shards are kept — rerun the same command to resume"
             ) from exc
-        _feed(fstats, co, token, feature, value, len(ids), start)
+        fstats.update(token, feature, value, len(ids), start)  # same row order as a replay
+        co.update(token_major, feature_tm, len(ids), start)  # integer counts: order is irrelevant
 
     with make_progress() as progress, torch.no_grad():
         task = progress.add_task("collecting SAE activations", total=n_batches)
@@ -265,15 +321,14 @@ def collect(
             t_fwd += time.perf_counter() - tf
             mask = batch.token_mask.to(act.device)
             x = act[mask].to(device=sae.device)
-            f, x_hat = sae.encode_decode(x)
-            sparsity.update(f)
+            rows, cols, vals, x_hat = sparse_codes(sae, x)
+            update_sparsity(sparsity, rows, cols, vals, int(x.shape[0]))
             recon.update(x, x_hat)
-            rows, cols = torch.nonzero(f, as_tuple=True)
             token_start = writer.tokens_done + buf.n_tokens
             buf.add(
                 rows.cpu().numpy().astype(np.int64) + token_start,
                 cols.cpu().numpy().astype(np.int32),
-                f[rows, cols].float().cpu().numpy(),
+                vals.float().cpu().numpy(),
                 batch.input_ids[batch.token_mask].numpy(),
                 batch.text_idx[batch.token_mask].numpy(),
                 batch.positions[batch.token_mask].numpy(),

@@ -36,14 +36,16 @@ DENSE_LIMIT = 8192
 _BLOCK_BYTES = 4 << 20  # rows of C handled together by one kernel task
 
 
-def _load_kernel() -> Any:
+def _load_kernels() -> dict[str, Any] | None:
     try:
         import numba
-    except ImportError:  # pragma: no cover - numba is a dependency; scipy path is the fallback
+    except ImportError:  # pragma: no cover - numba is a dependency; scipy/numpy are the fallback
         return None
 
     @numba.njit(parallel=True, nogil=True, cache=True)
     def pair_counts(indptr, feats, counts, bounds):  # pragma: no cover - compiled
+        """counts[a, b] += 1 for every token and every pair a ≤ b of its sorted active features;
+        block ``k`` owns rows ``bounds[k]:bounds[k+1]`` (no two threads write the same row)."""
         for blk in numba.prange(bounds.shape[0] - 1):
             lo = bounds[blk]
             hi = bounds[blk + 1]
@@ -66,30 +68,55 @@ def _load_kernel() -> Any:
                     for b in range(a, e):
                         row[feats[b]] += 1
 
-    return pair_counts
+    @numba.njit(parallel=True, nogil=True, cache=True)
+    def symmetric(upper, out):  # pragma: no cover - compiled
+        """out = upper + upperᵀ with the diagonal counted once, in cache-friendly 64×64 tiles."""
+        d = upper.shape[0]
+        tile = 64
+        nt = (d + tile - 1) // tile
+        for bi in numba.prange(nt):
+            for bj in range(nt):
+                for i in range(bi * tile, min(d, (bi + 1) * tile)):
+                    for j in range(bj * tile, min(d, (bj + 1) * tile)):
+                        if i < j:
+                            out[i, j] = upper[i, j]
+                        elif i > j:
+                            out[i, j] = upper[j, i]
+                        else:
+                            out[i, j] = upper[i, i]
+
+    @numba.njit(parallel=True, nogil=True, cache=True)
+    def phi(counts, n, inv_sd, n_tokens, out):  # pragma: no cover - compiled
+        d = counts.shape[0]
+        for i in numba.prange(d):
+            for j in range(d):
+                out[i, j] = (n_tokens * counts[i, j] - n[i] * n[j]) * inv_sd[i] * inv_sd[j]
+
+    return {"pair_counts": pair_counts, "symmetric": symmetric, "phi": phi}
 
 
-_KERNEL: list[Any] = []
+_KERNELS: list[Any] = []
 
 
-def _kernel() -> Any:
-    if not _KERNEL:
-        _KERNEL.append(_load_kernel())
-    return _KERNEL[0]
+def _kernels() -> dict[str, Any] | None:
+    if not _KERNELS:
+        _KERNELS.append(_load_kernels())
+    return _KERNELS[0]
 
 
-def token_csr(token: np.ndarray, feature: np.ndarray, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(indptr, features)`` of the firing matrix: each token's active features, sorted."""
-    token = np.asarray(token, dtype=np.int64)
-    feature = np.asarray(feature, dtype=np.int64)
-    order = np.lexsort((feature, token))
-    indptr = np.searchsorted(token[order], np.arange(n_tokens + 1)).astype(np.int64)
-    return indptr, feature[order]
+def token_csr(token: np.ndarray, feature: np.ndarray, n_tokens: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, features)`` of the firing matrix: each token's active features, sorted. Rows that
+    arrive token-major (as ``nonzero`` yields them) need no sort."""
+    key = np.asarray(token, dtype=np.int64) * d + np.asarray(feature, dtype=np.int64)
+    if key.size > 1 and not (key[1:] > key[:-1]).all():
+        key = np.unique(key)
+    indptr = np.searchsorted(key, np.arange(n_tokens + 1, dtype=np.int64) * d).astype(np.int64)
+    return indptr, (key % d).astype(np.int32)
 
 
 def _row_blocks(feats: np.ndarray, d: int) -> np.ndarray:
     """Row-block boundaries of ``C`` balanced by work (pairs whose first feature is in the block)."""
-    rows = max(1, _BLOCK_BYTES // (8 * d))
+    rows = max(1, _BLOCK_BYTES // (4 * d))
     n_blocks = max(2, -(-d // rows))
     cnt = np.bincount(feats, minlength=d).astype(np.float64)
     work = np.cumsum(cnt * np.arange(d, 0, -1) / d + 1e-9)
@@ -99,7 +126,11 @@ def _row_blocks(feats: np.ndarray, d: int) -> np.ndarray:
 
 @dataclasses.dataclass
 class CooccurrenceCounts:
-    """Accumulates ``C = FᵀF`` from activation rows (see module docstring)."""
+    """Accumulates ``C = FᵀF`` from activation rows (see module docstring).
+
+    Dense counts are int32 (half the memory traffic of int64) until the token count could overflow
+    them, then int64.
+    """
 
     d_sae: int
     dense_limit: int = DENSE_LIMIT
@@ -109,20 +140,22 @@ class CooccurrenceCounts:
     def __post_init__(self) -> None:
         self.dense = self.d_sae <= self.dense_limit
         if self.dense:
-            self._upper = np.zeros((self.d_sae, self.d_sae), np.int64)
+            self._upper = np.zeros((self.d_sae, self.d_sae), np.int32)
         else:
             self._sparse = sp.csr_array((self.d_sae, self.d_sae), dtype=np.int64)
 
     def update(self, token_idx: np.ndarray, feature: np.ndarray, n_tokens: int, token_start: int = 0) -> None:
         """Add one shard's firing rows (tokens ``token_start .. token_start + n_tokens − 1``)."""
         self.n_tokens += int(n_tokens)
+        if self.dense and self._upper.dtype == np.int32 and self.n_tokens > np.iinfo(np.int32).max:
+            self._upper = self._upper.astype(np.int64)
         if len(feature) == 0:
             return
         local = np.asarray(token_idx, dtype=np.int64) - int(token_start)
-        kernel = _kernel() if (self.dense and self.use_kernel) else None
-        if kernel is not None:
-            indptr, feats = token_csr(local, feature, int(n_tokens))
-            kernel(indptr, feats, self._upper, _row_blocks(feats, self.d_sae))
+        kernels = _kernels() if (self.dense and self.use_kernel) else None
+        if kernels is not None:
+            indptr, feats = token_csr(local, feature, int(n_tokens), self.d_sae)
+            kernels["pair_counts"](indptr, feats, self._upper, _row_blocks(feats, self.d_sae))
             return
         F = sp.csr_array(
             (np.ones(len(feature), np.int64), (local, np.asarray(feature, dtype=np.int64))),
@@ -130,35 +163,48 @@ class CooccurrenceCounts:
         )
         prod = (F.T @ F).astype(np.int64)
         if self.dense:
-            self._upper += sp.triu(prod).toarray()
+            self._upper += sp.triu(prod).toarray().astype(self._upper.dtype)
         else:
             self._sparse = (self._sparse + prod).tocsr()
 
     def counts(self) -> np.ndarray | sp.csr_array:
-        """The symmetric count matrix ``C`` (dense int64, or scipy CSR above the dense limit)."""
-        if self.dense:
-            up = self._upper
-            return up + np.triu(up, 1).T
-        return self._sparse
+        """The symmetric count matrix ``C`` (dense int32/int64, or scipy CSR above the dense limit)."""
+        if not self.dense:
+            return self._sparse
+        kernels = _kernels() if self.use_kernel else None
+        if kernels is not None:
+            full = np.empty_like(self._upper)
+            kernels["symmetric"](self._upper, full)
+            return full
+        full = self._upper + np.triu(self._upper, 1).T
+        return full
 
     def firing_counts(self) -> np.ndarray:
         """``n_i = C[i, i]``."""
         if self.dense:
-            return np.diagonal(self._upper).copy()
+            return np.diagonal(self._upper).astype(np.int64)
         return self._sparse.diagonal().astype(np.int64)
 
 
 def dense_metric(counts: np.ndarray, n_tokens: int, metric: str) -> np.ndarray:
     """phi / jaccard / pmi (float32, ``[d, d]``) from dense counts (formulas in module docstring)."""
-    C = counts.astype(np.float64)
-    n = np.diagonal(C).copy()
+    n = np.diagonal(counts).astype(np.float64)
     N = float(n_tokens)
+    if metric == "phi":  # (N·C − n nᵀ) · s sᵀ with s = 1/sqrt(n (N − n)), 0 for zero variance
+        var = n * (N - n)
+        inv_sd = np.divide(1.0, np.sqrt(var), out=np.zeros_like(var), where=var > 0)
+        kernels = _kernels()
+        out = np.empty(counts.shape, np.float32)
+        if kernels is not None:
+            kernels["phi"](counts, n, inv_sd, N, out)
+            return out
+        for s in range(0, counts.shape[0], 1024):
+            block = counts[s : s + 1024].astype(np.float64) * N - np.outer(n[s : s + 1024], n)
+            out[s : s + 1024] = block * inv_sd[s : s + 1024, None] * inv_sd[None, :]
+        return out
+    C = counts.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if metric == "phi":
-            var = n * (N - n)
-            denom = np.sqrt(np.outer(var, var))
-            out = np.where(denom > 0, (N * C - np.outer(n, n)) / np.where(denom > 0, denom, 1.0), 0.0)
-        elif metric == "jaccard":
+        if metric == "jaccard":
             union = n[:, None] + n[None, :] - C
             out = np.where(union > 0, C / np.where(union > 0, union, 1.0), 0.0)
         elif metric == "pmi":

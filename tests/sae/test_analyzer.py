@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from analyze_support import ANALYSIS_OPTIONS, CONTEXT, D_SAE, HOOK, LAYER, load_db, write_sae
+from analyze_support import ANALYSIS_OPTIONS, CONTEXT, D_SAE, HOOK, LAYER, load_db, run_analysis, write_sae
 from PIL import Image
 from transformers import AutoModelForCausalLM
 
@@ -246,3 +246,35 @@ def test_sae_hook_taken_from_config_when_not_given(bad_setup) -> None:
     model, sae, data, out = bad_setup
     an = SAEAnalyzer(str(model), sae, None, None, out, 4, data_path=str(data), context_size=CONTEXT)
     assert an.hp.name == f"blocks.{LAYER}.{HOOK}"
+
+
+def test_large_sae_mode_writes_sparse_matrices_and_topk(sae_analysis, tmp_path) -> None:
+    """Above the dense limits: sparse co-occurrence (.npz) and top-k similarity arrays only, equal to
+    the dense results of the shared run."""
+    import scipy.sparse as sp
+
+    res = run_analysis(
+        sae_analysis.model,
+        sae_analysis.sae,
+        sae_analysis.data,
+        tmp_path / "big",
+        similarity_dense_limit=8,
+        cooccurrence_dense_limit=8,
+        ablation_tokens=0,
+    )
+    out, ref = tmp_path / "big", sae_analysis.result.files
+    assert "similarity" not in res.files and not res.results["similarity"]["dense"]
+    assert res.files["cooccurrence"].endswith(".npz") and res.files["cooccurrence_counts"].endswith(".npz")
+    counts = sp.load_npz(out / res.files["cooccurrence_counts"]).toarray()
+    np.testing.assert_array_equal(counts, np.load(sae_analysis.out / ref["cooccurrence_counts"]))
+    phi = sp.load_npz(out / res.files["cooccurrence"]).toarray()
+    dense_phi = np.load(sae_analysis.out / ref["cooccurrence"])
+    i, j = np.nonzero(counts)
+    np.testing.assert_allclose(phi[i, j], dense_phi[i, j], atol=1e-6)
+    for key in ("similarity_topk_values", "similarity_topk_indices"):
+        np.testing.assert_allclose(
+            np.load(out / res.files[key]), np.load(sae_analysis.out / ref[key]), atol=1e-6
+        )
+    assert res.results["ablation"] is None and res.results["feature_ablation"] is None
+    first = json.loads((out / res.files["feature_summaries"]).open().readline())
+    assert first["ablation"] is None

@@ -17,6 +17,7 @@ _EXPORTS = {
     "train_sae": "interplab.sae.train",
     "SAEAnalyzer": "interplab.sae.analyzer",
     "run_comprehensive_analysis": "interplab.sae.analyzer",
+    "run_sae_demo": "interplab.sae.analyzer",
     "ActivationDatabase": "interplab.sae.activation_db",
 }
 

@@ -152,7 +152,8 @@ class SAEAnalyzer:
             batch_size=int(batch_size),
             **options,
         )
-        self.cfg.cooccurrence = tuple(self.cfg.cooccurrence)
+        # phi is always computed: it ranks the co-active features of the summaries
+        self.cfg.cooccurrence = ("phi", *(m for m in self.cfg.cooccurrence if m != "phi"))
         self.cfg.validate()
         self.sae = sae if sae is not None else load_sae(self.cfg.sae_path, dtype=self.cfg.dtype)
         self.loaded = loaded if loaded is not None else load_model(self.cfg.model_name)

@@ -132,7 +132,7 @@ def write_readme(path: Path, summary: dict[str, Any], results: dict[str, Any], a
         from interplab.sae.summaries import gather_tokens
 
         got = gather_tokens(inputs.db_path, inputs.shards, ids)
-        toks = [repr(t) for t in tok.batch_decode([[int(i)] for i in got["token_id"]])]
+        toks = list(dict.fromkeys(repr(t) for t in tok.batch_decode([[int(i)] for i in got["token_id"]])))
         lines.append(
             f"| {int(f)} | {st.density[f]:.4f} | {st.mean_active[f]:.3f} | {st.max[f]:.3f} | "
             f"{_md_cell(', '.join(toks))} |"

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 COOCCURRENCE_METRICS = ("phi", "jaccard", "pmi")
 DENSE_LIMIT = 8192
-_BLOCK_BYTES = 4 << 20  # rows of C handled together by one kernel task
+_BLOCK_BYTES = 8 << 20  # rows of C handled together by one kernel task
 
 
 def _load_kernels() -> dict[str, Any] | None:
@@ -70,20 +70,20 @@ def _load_kernels() -> dict[str, Any] | None:
 
     @numba.njit(parallel=True, nogil=True, cache=True)
     def symmetric(upper, out):  # pragma: no cover - compiled
-        """out = upper + upperᵀ with the diagonal counted once, in cache-friendly 64×64 tiles."""
+        """out = upper + upperᵀ with the diagonal counted once, over 64×64 tiles of the triangle."""
         d = upper.shape[0]
         tile = 64
         nt = (d + tile - 1) // tile
         for bi in numba.prange(nt):
-            for bj in range(nt):
-                for i in range(bi * tile, min(d, (bi + 1) * tile)):
-                    for j in range(bj * tile, min(d, (bj + 1) * tile)):
-                        if i < j:
-                            out[i, j] = upper[i, j]
-                        elif i > j:
-                            out[i, j] = upper[j, i]
-                        else:
-                            out[i, j] = upper[i, i]
+            i0 = bi * tile
+            i1 = min(d, i0 + tile)
+            for bj in range(bi, nt):
+                j1 = min(d, (bj + 1) * tile)
+                for i in range(i0, i1):
+                    for j in range(max(bj * tile, i), j1):
+                        v = upper[i, j]
+                        out[i, j] = v
+                        out[j, i] = v
 
     @numba.njit(parallel=True, nogil=True, cache=True)
     def phi(counts, n, inv_sd, n_tokens, out):  # pragma: no cover - compiled
@@ -107,11 +107,16 @@ def _kernels() -> dict[str, Any] | None:
 def token_csr(token: np.ndarray, feature: np.ndarray, n_tokens: int, d: int) -> tuple[np.ndarray, np.ndarray]:
     """``(indptr, features)`` of the firing matrix: each token's active features, sorted. Rows that
     arrive token-major (as ``nonzero`` yields them) need no sort."""
-    key = np.asarray(token, dtype=np.int64) * d + np.asarray(feature, dtype=np.int64)
+    token = np.asarray(token, dtype=np.int64)
+    key = token * d + np.asarray(feature, dtype=np.int64)
     if key.size > 1 and not (key[1:] > key[:-1]).all():
         key = np.unique(key)
-    indptr = np.searchsorted(key, np.arange(n_tokens + 1, dtype=np.int64) * d).astype(np.int64)
-    return indptr, (key % d).astype(np.int32)
+        token, feats = np.divmod(key, d)
+        feats = feats.astype(np.int32)
+    else:
+        feats = np.asarray(feature, dtype=np.int32)
+    indptr = np.searchsorted(token, np.arange(n_tokens + 1, dtype=np.int64)).astype(np.int64)
+    return indptr, feats
 
 
 def _row_blocks(feats: np.ndarray, d: int) -> np.ndarray:

@@ -475,7 +475,7 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
     cfg = an.cfg
     files: dict[str, str] = {}
     with od.timed("collect"):
-        col = an.collect_all_activations()
+        col = an.collection if an.collection is not None else an.collect_all_activations()
     files["activation_database"] = "activation_database/"
     od.record(od.path / "activation_database" / "manifest.json")
     st = col.feature_stats
@@ -526,7 +526,7 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
         assert coactive is not None
 
     with od.timed("ablation"):
-        abl = an.ablation_study()
+        abl = an._ablation if an._ablation is not None else an.ablation_study()
 
     sections = col.sections
     results: dict[str, Any] = {

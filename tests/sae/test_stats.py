@@ -20,19 +20,26 @@ def _random_rows(seed: int = 0, n_tokens: int = 300, d: int = 12):
     return F, t, f, F[t, f]
 
 
-def _fed(F, t, f, v, k, cuts=(0, 97, 201, 300)) -> FeatureStats:
+def _fed(F, t, f, v, k, cuts=(0, 97, 201, 300), row_order: str = "random") -> FeatureStats:
     st = FeatureStats(F.shape[1], k)
     for a, b in itertools.pairwise(cuts):
         m = (t >= a) & (t < b)
-        order = np.random.default_rng(a).permutation(m.sum())  # row order inside a shard is irrelevant
+        if row_order == "random":  # row order inside a shard is irrelevant
+            order = np.random.default_rng(a).permutation(m.sum())
+        else:  # as shards store them: by (feature, token)
+            order = np.lexsort((t[m], f[m]))
         st.update(t[m][order], f[m][order], v[m][order], b - a, a)
     return st
 
 
+@pytest.mark.parametrize("row_order", ["random", "feature-major"])
 @pytest.mark.parametrize("k", [1, 3, 7])
-def test_feature_stats_equal_brute_force(k: int) -> None:
+def test_feature_stats_equal_brute_force(k: int, row_order: str) -> None:
     F, t, f, v = _random_rows()
-    st = _fed(F, t, f, v, k)
+    F[10:14, 5] = -0.5  # negative activations (JumpReLU with a negative threshold) sort correctly
+    t, f = np.nonzero(F)
+    v = F[t, f]
+    st = _fed(F, t, f, v, k, row_order=row_order)
     n, d = F.shape
     assert st.n_tokens == n
     np.testing.assert_array_equal(st.count, (F != 0).sum(0))

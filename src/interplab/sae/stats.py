@@ -31,6 +31,27 @@ def hist_bins(values: np.ndarray, edges: np.ndarray = HIST_EDGES) -> np.ndarray:
     return np.clip(np.searchsorted(edges, values, side="right") - 1, 0, n_bins - 1)
 
 
+def _descending_float_key(value: np.ndarray) -> np.ndarray:
+    """uint32 keys whose ascending order is the descending order of the float32 values."""
+    bits = np.ascontiguousarray(value, dtype=np.float32).view(np.uint32)
+    ascending = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+    return ~ascending
+
+
+def _feature_value_order(token: np.ndarray, feature: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Row order by (feature, value descending, token). Rows already sorted by (feature, token) —
+    as shards store them — need one stable sort on a packed 64-bit (feature, value) key."""
+    if feature.size > 1:
+        same = feature[1:] == feature[:-1]
+        in_order = bool(((feature[1:] > feature[:-1]) | (same & (token[1:] > token[:-1]))).all())
+        if in_order and int(feature.max()) < 2**31:
+            key = (feature.astype(np.uint64) << np.uint64(32)) | _descending_float_key(value).astype(
+                np.uint64
+            )
+            return np.argsort(key, kind="stable")
+    return np.lexsort((token, -value, feature))
+
+
 @dataclasses.dataclass
 class FeatureStats:
     """Per-feature streaming statistics (see module docstring)."""
@@ -84,7 +105,7 @@ class FeatureStats:
         n_bins = HIST_EDGES.size - 1
         self.hist += np.bincount(feature * n_bins + hist_bins(value), minlength=d * n_bins).reshape(d, n_bins)
         # top-k candidates of this shard: sort by (feature, -value, token), keep rank < k per feature
-        order = np.lexsort((token_idx, -value, feature))
+        order = _feature_value_order(token_idx, feature, value)
         f_sorted = feature[order]
         starts = np.searchsorted(f_sorted, np.arange(d))
         rank = np.arange(f_sorted.size) - starts[f_sorted]

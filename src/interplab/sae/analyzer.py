@@ -201,7 +201,6 @@ class SAEAnalyzer:
             "context_size": self.cfg.context_size,
             "max_tokens": self.cfg.max_tokens,
             "dtype": self.cfg.dtype,
-            "top_k": self.cfg.top_k,
         }
 
     # -- steps ------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from interplab.common.atomic import write_text
+from interplab.sae.summaries import gather_tokens
 
 
 def _get(d: dict[str, Any] | None, key: str) -> Any:
@@ -125,14 +126,11 @@ def write_readme(path: Path, summary: dict[str, Any], results: dict[str, Any], a
     ]
     order = np.lexsort((np.arange(st.d_sae), -st.count))[:15]
     tok = an.loaded.tokenizer
-    for f in order:
-        if st.count[f] == 0:
-            break
-        ids = st.top_tokens[f][st.top_tokens[f] >= 0][:5]
-        from interplab.sae.summaries import gather_tokens
-
-        got = gather_tokens(inputs.db_path, inputs.shards, ids)
-        toks = list(dict.fromkeys(repr(t) for t in tok.batch_decode([[int(i)] for i in got["token_id"]])))
+    order = order[st.count[order] > 0]
+    got = gather_tokens(inputs.db_path, inputs.shards, st.top_tokens[order][:, :5])  # one pass
+    for row, f in enumerate(order):
+        ids = got["token_id"][row][st.top_tokens[f][:5] >= 0]
+        toks = list(dict.fromkeys(repr(t) for t in tok.batch_decode([[int(i)] for i in ids])))
         lines.append(
             f"| {int(f)} | {st.density[f]:.4f} | {st.mean_active[f]:.3f} | {st.max[f]:.3f} | "
             f"{_md_cell(', '.join(toks))} |"

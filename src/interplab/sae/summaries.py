@@ -155,7 +155,7 @@ def _examples(
     return out
 
 
-def iter_feature_records(inp: SummaryInputs, chunk: int = 2048) -> Iterator[dict[str, Any]]:
+def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[dict[str, Any]]:
     """Yield the summary of each feature in order (see docs/sae-analysis.md for every key)."""
     st = inp.stats
     d = st.d_sae

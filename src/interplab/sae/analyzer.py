@@ -588,7 +588,10 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
             context_radius=cfg.context_radius,
         )
         files["feature_summaries"] = f"results/feature_summaries_{ts}.jsonl"
-        write_jsonl(od.file(files["feature_summaries"]), iter_feature_records(inputs))
+        write_jsonl(
+            od.file(files["feature_summaries"]),
+            track(iter_feature_records(inputs), "feature summaries", total=d),
+        )
         results["logit_effects"] = (
             "W_dec · W_Uᵀ with the model's output embeddings (no final norm)"
             if logits is not None

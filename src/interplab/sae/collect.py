@@ -30,7 +30,7 @@ import torch
 
 from interplab.common.errors import InterplabError
 from interplab.common.models import LoadedModel
-from interplab.common.progress import make_progress
+from interplab.common.progress import make_progress, track
 from interplab.sae.activation_db import (
     ACTIVATIONS_SCHEMA,
     TOKENS_SCHEMA,
@@ -259,7 +259,9 @@ def collect(
         log.info(
             "resuming: %d complete shards (%d windows) found in %s", resumed, writer.windows_done, db_path
         )
-        for shard, table in iter_shard_tables(writer.path, writer.shards):
+        for shard, table in track(
+            iter_shard_tables(writer.path, writer.shards), "replaying stored shards", total=len(writer.shards)
+        ):
             _feed(
                 fstats,
                 co,

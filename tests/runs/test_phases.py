@@ -49,6 +49,12 @@ def test_flicker_shorter_than_min_points_is_absorbed():
     winner = np.array([0, 0, 1, 0, 0, 1, 1, 1])  # the single 1 at step 10 is noise
     assert phases_from_argmin(steps, winner, M, min_points=2) == [Phase(0, 25, "a"), Phase(25, 35, "b")]
     assert len(phases_from_argmin(steps, winner, M, min_points=1)) == 4
+    # a one-point start (the untrained model at step 0) joins the first lasting phase
+    start_flicker = np.array([2, 0, 0, 0, 1, 1, 1, 1])
+    assert phases_from_argmin(steps, start_flicker, M, min_points=2) == [
+        Phase(0, 20, "a"),
+        Phase(20, 35, "b"),
+    ]
 
 
 def test_runs_are_averaged_per_step_and_missing_steps_skipped():

@@ -174,7 +174,7 @@ def experiment_command(
     sweep: list[str] | None = typer.Option(
         None, "--sweep", help="KEY=V1,V2 (repeatable; default init_scale=0.01,1.0), e.g. dataset_size=0,2000."
     ),
-    steps: int | None = typer.Option(None, "--steps", help="Training steps per run (default 1200)."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps per run (default 1000)."),
 ) -> None:
     """Train a tiny attention-only transformer on in-context Markov chains; log runs offline with wandb."""
     from interplab.runs.experiment import parse_sweep, run_experiment

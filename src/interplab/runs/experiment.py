@@ -61,8 +61,8 @@ class TrainConfig:
     n_heads: int = 1
     lr: float = 3e-3
     batch_size: int = 32
-    steps: int = 1200
-    eval_every: int = 40
+    steps: int = 1000
+    eval_every: int = 50
     n_val: int = 256
     attn_positions: int = 32
 
@@ -313,7 +313,9 @@ def run_experiment(
                 name = run_name(cfg, list(sweep))
                 run_tags = [*base_tags, *(f"{k}={getattr(cfg, k)}" for k in sweep)]
                 rec = train_run(cfg, od.path, name, run_tags)
-                log.info("run %s (%s) done in %.1fs: %s", name, rec.id, rec.seconds, rec.final)
+                log.info(
+                    "run %s (%s): %.1fs, val_loss %.4f", name, rec.id, rec.seconds, rec.final["val_loss"]
+                )
                 records.append(rec)
             from interplab.common.atomic import write_json
 

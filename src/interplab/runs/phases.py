@@ -52,7 +52,7 @@ def phases_from_argmin(
 ) -> list[Phase]:
     """Phases from an argmin sequence; runs shorter than ``min_points`` evaluations are absorbed.
 
-    A short run (noise flicker) is merged into the phase before it, so boundaries only mark
+    A short run (noise flicker) is merged into the phase before it (at the start: the one after), so boundaries only mark
     changes that persist for ``min_points`` consecutive evaluation steps. A boundary is placed at the
     first step of the new phase.
     """
@@ -62,9 +62,12 @@ def phases_from_argmin(
     starts = np.concatenate([[0], change])
     ends = np.concatenate([change, [len(steps)]])
     labels = winner[starts]
-    keep = (ends - starts) >= min_points
-    keep[0] = True
+    lengths = ends - starts
+    keep = lengths >= min_points
+    if not keep.any():
+        keep[int(lengths.argmax())] = True
     starts, labels = starts[keep], labels[keep]
+    starts[0] = 0  # a flicker at the very start belongs to the first lasting phase
     # Merge neighbours with the same label after dropping flickers.
     same = np.concatenate([[False], labels[1:] == labels[:-1]])
     starts, labels = starts[~same], labels[~same]

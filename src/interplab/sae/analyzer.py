@@ -53,7 +53,7 @@ from interplab.sae.summaries import (
 log = logging.getLogger(__name__)
 
 ABLATION_TOKENS = 4096
-ABLATION_FEATURES = 16
+ABLATION_FEATURES = 8
 ABLATION_GROUP = 8  # feature variants per forward pass
 HEATMAP_FEATURES = 32
 

@@ -149,7 +149,7 @@ def analyze_command(
     cooccurrence: str = typer.Option("phi", "--cooccurrence", help="Comma list of phi, jaccard, pmi."),
     n_neighbours: int = typer.Option(10, "--n-neighbours", help="Similar / co-active features per feature."),
     ablation_tokens: int = typer.Option(4096, "--ablation-tokens", help="Tokens given full forward passes."),
-    ablation_features: int = typer.Option(16, "--ablation-features", help="Most frequent features ablated."),
+    ablation_features: int = typer.Option(8, "--ablation-features", help="Most frequent features ablated."),
     context_radius: int = typer.Option(
         10, "--context-radius", help="Context tokens each side of an example."
     ),

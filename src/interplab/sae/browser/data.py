@@ -467,6 +467,9 @@ class AnalysisData:
                 from interplab.common.atomic import write_parquet
 
                 write_parquet(cache, table)
+                for old in cache.parent.glob("feature_index_v*.parquet"):  # superseded indexes
+                    if old != cache:
+                        old.unlink(missing_ok=True)
                 self._con.execute(f"CREATE VIEW features AS SELECT * FROM read_parquet({_sql_str(cache)})")
                 return
             except OSError as exc:  # read-only folder: keep the index in memory

@@ -10,7 +10,9 @@ propagated to the columns on its right by W[:, j:] -= δ·U[j, j:].
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import torch
 
@@ -21,6 +23,18 @@ log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 128
 PERCDAMP = 0.01
+
+
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """Run the per-column updates on one thread: each touches only rows × ≤128 numbers, and
+    OpenMP's fork/join per tiny op costs more than it saves (10× slower on a busy 2-core machine)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _inverse_cholesky_upper(hessian: torch.Tensor, percdamp: float) -> torch.Tensor:
@@ -80,17 +94,18 @@ def sparsegpt_prune(
                 saliency = (w1**2 / d.unsqueeze(0) ** 2).flatten()
                 order = torch.sort(saliency, stable=True).indices[:k]
                 mask1.view(-1)[order] = True
-        for i in range(count):
-            if structure.is_nm and i % m == 0:
-                sal = w1[:, i : i + m] ** 2 / d[i : i + m].unsqueeze(0) ** 2
-                pick = torch.sort(sal, dim=1, stable=True).indices[:, :n]
-                mask1[:, i : i + m].scatter_(1, pick, True)
-            col = w1[:, i]
-            q = col.masked_fill(mask1[:, i], 0.0)
-            q1[:, i] = q
-            err = (col - q) / d[i]
-            w1[:, i:] -= err.unsqueeze(1) * hinv1[i, i:].unsqueeze(0)
-            err1[:, i] = err
+        with _single_thread():
+            for i in range(count):
+                if structure.is_nm and i % m == 0:
+                    sal = w1[:, i : i + m] ** 2 / d[i : i + m].unsqueeze(0) ** 2
+                    pick = torch.sort(sal, dim=1, stable=True).indices[:, :n]
+                    mask1[:, i : i + m].scatter_(1, pick, True)
+                col = w1[:, i]
+                q = col.masked_fill(mask1[:, i], 0.0)
+                q1[:, i] = q
+                err = (col - q) / d[i]
+                w1[:, i:].sub_(torch.outer(err, hinv1[i, i:]))
+                err1[:, i] = err
         w[:, i1:i2] = q1
         w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
     return w

@@ -92,8 +92,8 @@ def ngram_estimator(x: torch.Tensor, k: int, n_states: int, smoothing: float = 1
     counts = cum.gather(2, idx).squeeze(2)
     probs = (counts + smoothing) / (counts.sum(-1, keepdim=True) + smoothing * n)
     if m > 1:  # too little context for the full k-1 tokens: fall back to the shorter estimator
-        short = ngram_estimator(x[:, :], k - 1, n, smoothing)
-        probs[:, : m - 1] = short[:, : m - 1]
+        # the estimator at t only depends on x[0..t], so the prefix is enough
+        probs[:, : m - 1] = ngram_estimator(x[:, : m - 1], k - 1, n, smoothing)
     return probs
 
 

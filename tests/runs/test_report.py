@@ -61,3 +61,20 @@ def test_report_on_a_path_without_runs_fails_before_writing(tmp_path):
     with pytest.raises(InterplabError, match="no W&B runs found"):
         runs_report(str(tmp_path / "empty"), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_report_on_generic_runs(sdk_runs, tmp_path):
+    """Runs without the KL metric sets: val_loss curves, grouping by nested config keys, heads from tables."""
+    out = tmp_path / "generic"
+    result = runs_report(str(sdk_runs.root), out, n_head_steps=3)
+    files = set(json.loads((out / "manifest.json").read_text())["files"])
+    assert "figures/val_loss.pdf" in files and "figures/kl_divergence.pdf" not in files
+    assert "figures/by_model.init_scale/val_loss.png" in files
+    assert "figures/by_dataset_size/val_loss.png" in files
+    assert not any(f.startswith("figures/by_seed") for f in files)  # seeds are averaged, not grouped
+    for spec in sdk_runs.runs.values():
+        assert f"figures/heads/{spec.id}_combined.png" in files
+    assert result.phases["metrics"] == [] and result.n_runs == len(sdk_runs.runs)
+    summary = pd.read_csv(out / "runs.csv")
+    assert sorted(summary["name"]) == sorted(sdk_runs.runs)
+    assert set(summary["best_val"]) == {0.5, 1.5}

@@ -49,7 +49,9 @@ def _tidy(n_seeds: int = 3, scales=(0.01, 1.0)) -> pd.DataFrame:
 
 
 def _band_of(ax):
-    return [c for c in ax.collections if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
+    return [
+        c for c in ax.collections if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection")
+    ]
 
 
 def test_mean_std_matches_numpy():

@@ -29,7 +29,9 @@ def _table(seed: int = 0, heads=(0, 1, 2), size: int = 5) -> pd.DataFrame:
         for q in range(size):
             w = rng.dirichlet(np.ones(q + 1))
             rows += [(h, q, k, float(w[k])) for k in range(q + 1)]
-    return pd.DataFrame(rows, columns=["head", "query_idx", "key_idx", "weight"]).sample(frac=1, random_state=1)
+    return pd.DataFrame(rows, columns=["head", "query_idx", "key_idx", "weight"]).sample(
+        frac=1, random_state=1
+    )
 
 
 def test_pivot_places_every_weight():

@@ -291,80 +291,36 @@ INDEX_SCHEMA = pa.schema(
 )
 
 
-def _line_spans(summaries: Path) -> tuple[list[int], list[int]]:
-    """Byte offset and length of every non-blank line (no parsing)."""
-    offsets, lengths = [], []
-    offset = 0
-    with summaries.open("rb") as fh:
-        for raw in fh:
-            if raw.strip():
-                offsets.append(offset)
-                lengths.append(len(raw))
-            offset += len(raw)
-    return offsets, lengths
+HEAVY_KEY = b'"top_examples":'  # the bulky part of a line; the index needs only what comes before
 
 
-def _index_with_duckdb(summaries: Path) -> pa.Table | None:
-    """The index read by DuckDB's parallel JSON reader (the key names ``sae analyze`` writes), or
-    None when the file does not fit that shape; line spans come from a plain scan, and rows are
-    matched to lines by order, which is checked on a sample of lines."""
-    import duckdb
+def _scalars(raw: bytes, fast: bool) -> dict[str, Any]:
+    """The record's leading keys when ``fast`` and they hold everything the index needs (the part of
+    the line before ``"top_examples":`` is closed with ``}`` and parsed); else the whole line.
 
-    columns = "{'feature': 'BIGINT', 'density': 'DOUBLE', 'mean_activation': 'DOUBLE', 'max_activation': 'DOUBLE', 'top_tokens': 'JSON'}"
-    sql = f"""
-        SELECT feature, density, mean_activation, max_activation,
-               coalesce(CAST(json_extract_string(top_tokens, '$[*].token') AS VARCHAR[]), []) AS top_tokens
-        FROM read_json({_sql_str(summaries)}, format = 'newline_delimited', columns = {columns},
-                       maximum_object_size = 1073741824)
-    """
-    try:
-        con = duckdb.connect(":memory:")
-        try:
-            con.execute("SET preserve_insertion_order = true")
-            rows = con.execute(sql).fetchall()
-        finally:
-            con.close()
-    except duckdb.Error as exc:
-        log.debug("DuckDB could not read %s (%s); parsing line by line", summaries, exc)
-        return None
-    offsets, lengths = _line_spans(summaries)
-    if len(rows) != len(offsets) or any(r[0] is None for r in rows):
-        return None
-    sample = sorted({0, len(rows) - 1, *range(0, len(rows), max(1, len(rows) // 64))}) if rows else []
-    with summaries.open("rb") as fh:
-        for i in sample:
-            fh.seek(offsets[i])
-            rec = json.loads(fh.read(lengths[i]))
-            if rec.get("feature") != rows[i][0] or _top_token_names(rec.get("top_tokens")) != list(
-                rows[i][4]
-            ):
-                return None
-    tokens = [list(r[4]) for r in rows]
-    return pa.table(
-        {
-            "feature": [r[0] for r in rows],
-            "density": [_num(r[1]) for r in rows],
-            "mean_activation": [_num(r[2]) for r in rows],
-            "max_activation": [_num(r[3]) for r in rows],
-            "top_tokens": tokens,
-            "top_tokens_text": ["\n".join(t).lower() for t in tokens],
-            "byte_offset": offsets,
-            "byte_length": lengths,
-        },
-        schema=INDEX_SCHEMA,
-    )
+    Inside a JSON string every quote is escaped, so ``"top_examples":`` found in the raw bytes is a
+    key, never text of the corpus."""
+    if fast:
+        cut = raw.find(HEAVY_KEY)
+        if cut > 0:
+            head = raw[:cut].rstrip()
+            if head.endswith(b","):
+                try:
+                    rec = json.loads(head[:-1] + b"}")
+                except ValueError:
+                    rec = None
+                if isinstance(rec, dict) and "feature" in rec and "top_tokens" in rec and "density" in rec:
+                    return rec
+    return json.loads(raw)
 
 
 def build_feature_index(summaries: Path, fast: bool = True) -> pa.Table:
     """Scalar columns of the summaries JSONL plus each line's byte offset and length.
 
-    ``fast``: DuckDB's JSON reader when the file has the key names ``sae analyze`` writes; else
-    (or when that fails) one ``json.loads`` per line, tolerant to other spellings of the keys.
+    One pass over the lines. ``fast``: parse only each line's leading keys (everything before
+    ``top_examples``, where ``sae analyze`` puts the scalars and top tokens), falling back to the
+    whole line when they are not all there; ``fast=False`` parses every whole line.
     """
-    if fast:
-        table = _index_with_duckdb(summaries)
-        if table is not None:
-            return table
     cols: dict[str, list] = {name: [] for name in INDEX_SCHEMA.names}
     offset = 0
     with summaries.open("rb") as fh:
@@ -373,7 +329,7 @@ def build_feature_index(summaries: Path, fast: bool = True) -> pa.Table:
             if not raw.strip():
                 continue
             try:
-                rec = json.loads(raw)
+                rec = _scalars(raw, fast)
                 feature = int(rec["feature"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise InterplabError(f"{summaries}: line {lineno}: not a feature summary ({exc})") from exc

@@ -18,22 +18,21 @@ def plot_hamming_distribution(dist: HammingDistribution, path: Path, title: str)
     fig, (ax1, ax2) = new_figure(1, 2, figsize=(10, 3.8))
     nz = np.flatnonzero(dist.histogram)
     lo, hi = nz[0], nz[-1] + 1
-    bins = min(80, max(hi - lo, 1))
-    ax1.hist(x[lo:hi], bins=bins, weights=dist.histogram[lo:hi], color="tab:blue")
+    step = max(1, -(-(hi - lo) // 80))  # whole Hamming counts per bin, so bins do not alias
+    edges = (np.arange(lo, hi + step, step) - 0.5) / d
+    ax1.hist(x[lo:hi], bins=edges, weights=dist.histogram[lo:hi], color="tab:blue")
     ax1.set_xlabel("Hamming distance (fraction of positions)")
     ax1.set_ylabel("feature pairs")
-    ax1.set_title("histogram")
     ax2.plot(x, np.cumsum(dist.histogram) / dist.n_pairs, color="tab:orange")
     ax2.set_xlim(x[lo], x[hi - 1] if hi - 1 > lo else x[lo] + 1.0 / d)
     ax2.set_xlabel("Hamming distance")
-    ax2.set_ylabel("fraction of pairs ≤ x")
-    ax2.set_title("CDF")
+    ax2.set_ylabel("CDF: fraction of pairs ≤ x")
     note = (
         f"{len(dist.features_used)} of {dist.n_features_total} features (random subsample)"
         if dist.subsampled
         else f"all {dist.n_features_total} features"
     )
-    fig.suptitle(f"{title}\n{note}, {dist.n_pairs} pairs")
+    fig.suptitle(f"{title}\n{note}, {dist.n_pairs} pairs", y=1.04)
     return save_figure(fig, path)
 
 
@@ -73,7 +72,7 @@ def plot_statistics(vectors: np.ndarray, clusters: ClusterResult, path: Path, ti
     ax2.set_ylabel("mean distance to centre")
     ax2.set_title(f"cohesion (separation {clusters.separation_ratio:.2f}, {clusters.separation_label})")
     ax2.legend()
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.03)
     return save_figure(fig, path)
 
 

@@ -1,0 +1,251 @@
+"""``interplab demo``: all three areas on built-in defaults, offline, with one index page.
+
+Steps (each skipped on a re-run when its marker ``.steps/<name>.json`` exists):
+
+1. masks: prune ``minilm`` with Wanda and SparseGPT; multi-seed clustering of one layer's matrix for
+   both methods; multi-exec JSONs; the comparative report.
+2. sae: train a small TopK SAE on ``minilm`` (layer 3, ``hook_resid_post``, built-in corpus), run the
+   full analysis, export the static feature browser.
+3. runs: the built-in Markov-chain in-context-learning experiment (offline W&B runs) and its report.
+
+Then ``index.html`` links every report, figure and the browser, with the key numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from interplab.common.atomic import write_json
+from interplab.common.output import output_dir
+
+log = logging.getLogger(__name__)
+
+DEMO_LAYER = 1
+DEMO_COMPONENT = "output.dense"  # MiniLM's MLP down-projection [384, 1536]: 1536 features
+DEMO_METHODS = ("wanda", "sparsegpt")
+
+
+@dataclasses.dataclass
+class DemoSettings:
+    """Sizes of the demo; the defaults finish in under 10 minutes on 2 CPU cores."""
+
+    prune_nsamples: int = 64
+    prune_seqlen: int = 128
+    mask_seeds: int = 3
+    mask_k_values: tuple[int, ...] = (4, 8, 16)
+    mask_n_similar: int = 128
+    mask_executions: int = 5
+    sae_layer: int = 3
+    sae_d_sae: int = 1024
+    sae_k: int = 32
+    sae_steps: int = 400
+    sae_tokens: int = 32768
+    runs_seeds: int = 2
+    runs_steps: int | None = None
+
+
+@dataclasses.dataclass
+class StepResult:
+    """Key numbers and links of one finished demo step."""
+
+    name: str
+    seconds: float
+    numbers: dict[str, Any]
+    links: dict[str, str]
+
+
+def _run_step(out: Path, name: str, fn: Callable[[], tuple[dict[str, Any], dict[str, str]]]) -> StepResult:
+    """Run ``fn`` unless its marker exists; the marker stores its numbers and links."""
+    marker = out / ".steps" / f"{name}.json"
+    if marker.exists():
+        log.info("demo: %s already done (delete %s to redo)", name, marker)
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        return StepResult(**data)
+    log.info("demo: %s …", name)
+    t0 = time.perf_counter()
+    numbers, links = fn()
+    result = StepResult(name=name, seconds=round(time.perf_counter() - t0, 1), numbers=numbers, links=links)
+    write_json(marker, dataclasses.asdict(result))
+    log.info("demo: %s done in %.1f s", name, result.seconds)
+    return result
+
+
+def _rel(path: Path, out: Path) -> str:
+    return str(Path(path).resolve().relative_to(out.resolve()).as_posix())
+
+
+def _masks_prune(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
+    from interplab.masks.prune import prune_model
+
+    numbers: dict[str, Any] = {}
+    links: dict[str, str] = {}
+    for method in DEMO_METHODS:
+        res = prune_model(
+            "minilm",
+            out=out / "masks" / "pruned",
+            method=method,
+            sparsity=0.5,
+            nsamples=s.prune_nsamples,
+            seqlen=s.prune_seqlen,
+        )
+        numbers[f"{method} mean relative output error"] = res.mean_relative_output_error
+        numbers.update(
+            {f"{method} {k}": v for k, v in dataclasses.asdict(res.quality).items() if isinstance(v, float)}
+        )
+        numbers[f"{method} seconds"] = round(res.seconds, 1)
+        links[f"{method} pruning report"] = _rel(res.out_dir / "pruning_report.md", out)
+    return numbers, links
+
+
+def _masks_analysis(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
+    from interplab.masks.multi_exec import multi_exec_analysis
+    from interplab.masks.multi_seed import multi_seed_analysis
+    from interplab.masks.report import comparative_report
+
+    numbers: dict[str, Any] = {}
+    links: dict[str, str] = {}
+    results = out / "masks" / "results"
+    for method in DEMO_METHODS:
+        folder = out / "masks" / "multi_seed" / method / DEMO_COMPONENT
+        summary = multi_seed_analysis(
+            method,
+            layer=DEMO_LAYER,
+            component=DEMO_COMPONENT,
+            matrix_dir=out / "masks" / "pruned",
+            seeds=s.mask_seeds,
+            n_similar=s.mask_n_similar,
+            k_values=s.mask_k_values,
+            output_dir_path=folder,
+        )
+        links[f"{method} separation ratios"] = _rel(
+            folder / "summary" / "summary_separation_ratios.png", folder.parents[3]
+        )
+        links[f"{method} distances"] = _rel(folder / "summary" / "summary_distances.png", folder.parents[3])
+        matrix = out / "masks" / "pruned" / method / f"layer{DEMO_LAYER}-{DEMO_COMPONENT}.pt"
+        res = multi_exec_analysis(
+            matrix,
+            n_executions=s.mask_executions,
+            n_features=s.mask_n_similar,
+            n_clusters=8,
+            seed=42,
+            output_json=results / f"{method}_layer{DEMO_LAYER}_{DEMO_COMPONENT}.json",
+        )
+        agg = res.get("aggregate", {})
+        for key in ("separation_ratio", "min_hamming", "mean_within", "mean_between"):
+            if key in agg:
+                numbers[f"{method} {key} (k=8, mean)"] = agg[key]["mean"]
+        numbers[f"{method} multi-seed k values"] = list(s.mask_k_values)
+        del summary
+    report = comparative_report(results, out / "masks" / "report")
+    del report
+    links["comparative report"] = _rel(out / "masks" / "report" / "comparative_report.md", out)
+    return numbers, links
+
+
+def _sae(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
+    from interplab.sae.analyzer import run_sae_demo
+    from interplab.sae.browser.export import export_browser
+
+    sae_out = out / "sae"
+    run_sae_demo(
+        sae_out, max_tokens=s.sae_tokens, d_sae=s.sae_d_sae, k=s.sae_k, steps=s.sae_steps, layer=s.sae_layer
+    )
+    analysis_dir = sae_out / "analysis"
+    export_browser(analysis_dir, sae_out / "browser")
+    numbers = _sae_numbers(analysis_dir)
+    links = {"feature browser (static)": "sae/browser/index.html"}
+    for readme in sorted(analysis_dir.glob("README_*.md"))[-1:]:
+        links["analysis report"] = _rel(readme, out)
+    for png in sorted((analysis_dir / "plots").glob("*.png")):
+        links[f"plot: {png.stem}"] = _rel(png, out)
+    return numbers, links
+
+
+def _sae_numbers(analysis_dir: Path) -> dict[str, Any]:
+    files = sorted((analysis_dir / "results").glob("analysis_results_*.json"))
+    if not files:
+        return {}
+    res = json.loads(files[-1].read_text(encoding="utf-8"))
+    picks = {
+        "L0 (mean active features per token)": ("sparsity", "l0_mean"),
+        "dead features (%)": ("dead_features", "pct_dead"),
+        "explained variance": ("reconstruction", "explained_variance"),
+        "cosine similarity": ("reconstruction", "cosine_similarity"),
+        "loss recovered": ("ablation", "loss_recovered"),
+        "tokens analysed": ("sparsity", "n_tokens"),
+        "features": ("sparsity", "n_features"),
+    }
+    numbers: dict[str, Any] = {}
+    for label, (section, key) in picks.items():
+        value = res.get(section, {}).get(key)
+        if value is not None:
+            numbers[label] = value
+    return numbers
+
+
+def _runs(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
+    from interplab.runs.experiment import run_experiment
+    from interplab.runs.report import runs_report
+
+    exp_dir = out / "runs" / "experiment"
+    exp = run_experiment(exp_dir, seeds=s.runs_seeds, steps=s.runs_steps)
+    del exp
+    rep_dir = out / "runs" / "report"
+    report = runs_report(str(exp_dir), rep_dir)
+    links = {"runs report": _rel(rep_dir / "index.html", out)}
+    for fig in getattr(report, "figures", [])[:12]:
+        png = getattr(fig, "png", None) or getattr(fig, "path", None)
+        if png is not None and Path(png).suffix == ".png":
+            links[f"figure: {Path(png).stem}"] = _rel(
+                rep_dir / png if not Path(png).is_absolute() else Path(png), out
+            )
+    numbers: dict[str, Any] = {}
+    runs_csv = rep_dir / "runs.csv"
+    if runs_csv.exists():
+        import pandas as pd
+
+        df = pd.read_csv(runs_csv)
+        numbers["runs"] = len(df)
+        for col in ("val_loss", "kl_div_prefix_1_teacher_val", "kl_div_prefix_2_teacher_val"):
+            if col in df:
+                numbers[f"final {col} (mean over runs)"] = float(df[col].mean())
+    return numbers, links
+
+
+def run_demo(out: str | Path = "demo-output", settings: DemoSettings | None = None) -> Path:
+    """Run every demo step (reusing finished ones) and write ``out/index.html``; returns its path."""
+    from interplab.demo_page import render_index
+
+    s = settings or DemoSettings()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    arguments = dataclasses.asdict(s)
+    with output_dir(out, "demo", arguments) as od:
+        steps = []
+        for name, fn in (
+            ("masks-prune", _masks_prune),
+            ("masks-analysis", _masks_analysis),
+            ("sae", _sae),
+            ("runs", _runs),
+        ):
+            with od.timed(name):
+                steps.append(_run_step(out, name, lambda fn=fn: fn(out, s)))
+        index = render_index(out, steps)
+        od.record(index)
+    return index
+
+
+def demo_command(
+    out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder of the demo."),
+) -> None:
+    """Run all three areas on built-in data (offline) and write OUT/index.html."""
+    index = run_demo(out)
+    typer.echo(f"demo written: {index}")

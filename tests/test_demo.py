@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from interplab import demo
 from interplab.demo_page import fmt, render_index
 
@@ -27,10 +29,8 @@ def test_failed_step_leaves_no_marker(tmp_path: Path) -> None:
     def boom() -> tuple[dict, dict]:
         raise RuntimeError("fail")
 
-    try:
+    with pytest.raises(RuntimeError):
         demo._run_step(tmp_path, "sae", boom)
-    except RuntimeError:
-        pass
     assert not (tmp_path / ".steps" / "sae.json").exists()
 
 

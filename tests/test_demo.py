@@ -36,7 +36,9 @@ def test_failed_step_leaves_no_marker(tmp_path: Path) -> None:
 
 def test_index_links_and_escapes(tmp_path: Path) -> None:
     steps = [
-        demo.StepResult("sae", 1.0, {"<b>L0</b>": 32.0, "n": 12345}, {"plot: x": "sae/x.png", "report": "r.md"}),
+        demo.StepResult(
+            "sae", 1.0, {"<b>L0</b>": 32.0, "n": 12345}, {"plot: x": "sae/x.png", "report": "r.md"}
+        ),
         demo.StepResult("runs", 2.0, {}, {"runs report": "runs/report/index.html"}),
     ]
     html = render_index(tmp_path, steps).read_text()

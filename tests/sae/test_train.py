@@ -156,7 +156,7 @@ def test_training_forward_equals_the_saved_model(random_sae_weights):
         **{k: v for k, v in w.items() if k != "threshold"},
     ).requires_grad_(False)
     x = torch.randn(25, 32, generator=torch.Generator().manual_seed(0))
-    pre, values, indices, x_hat = _topk_forward(sae, x, 6)
+    _pre, values, indices, x_hat = _topk_forward(sae, x, 6)
     f = torch.zeros(25, 64).scatter(-1, indices, values)
     torch.testing.assert_close(f, sae.encode(x))
     torch.testing.assert_close(x_hat, sae(x), rtol=1e-5, atol=1e-5)

@@ -151,11 +151,15 @@ def prune_command(
     structure: str = typer.Option(
         "unstructured", "--structure", help="'unstructured' or N:M such as 2:4 (sparsity then n/m)."
     ),
-    data: str = typer.Option("docs", "--data", help="Calibration text: 'docs' or a .json/.txt/.jsonl/.parquet file."),
+    data: str = typer.Option(
+        "docs", "--data", help="Calibration text: 'docs' or a .json/.txt/.jsonl/.parquet file."
+    ),
     nsamples: int = typer.Option(128, "--nsamples", help="Calibration windows."),
     seqlen: int = typer.Option(128, "--seqlen", help="Tokens per calibration window."),
     seed: int = typer.Option(0, "--seed", help="Seed for drawing the calibration windows."),
-    save_model: bool = typer.Option(False, "--save-model", help="Also save the pruned model to OUT/<method>/model/."),
+    save_model: bool = typer.Option(
+        False, "--save-model", help="Also save the pruned model to OUT/<method>/model/."
+    ),
     eval_samples: int = typer.Option(16, "--eval-samples", help="Held-out windows for the quality check."),
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass."),
 ) -> None:

@@ -14,6 +14,7 @@ import logging
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from interplab.common.errors import InterplabError
 
@@ -77,13 +78,20 @@ def docs_corpus(max_texts: int | None = None, max_chars: int | None = None) -> l
     return texts
 
 
-def _load_json_list(path: Path) -> list[str]:
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; malformed JSON or non-UTF-8 bytes become a one-line error with the position."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InterplabError(
             f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise InterplabError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+
+
+def _load_json_list(path: Path) -> list[str]:
+    data = read_json(path)
     if isinstance(data, dict) and isinstance(data.get("text"), list):
         data = data["text"]
     if not isinstance(data, list):

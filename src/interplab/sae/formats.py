@@ -17,7 +17,6 @@ format                 files                                        weights
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from interplab.common.atomic import atomic_path, write_json
+from interplab.common.data import read_json
 from interplab.common.errors import InterplabError
 from interplab.sae.model import SAE, SAEConfig
 
@@ -82,14 +82,7 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InterplabError(
-            f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise InterplabError(f"{path}: not UTF-8 text") from exc
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InterplabError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
@@ -449,10 +442,7 @@ def load_history(path: str | Path) -> list[dict[str, Any]] | None:
     p = p / HISTORY if p.is_dir() else p
     if not p.exists():
         return None
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InterplabError(f"{p}: malformed history JSON ({exc})") from exc
+    data = read_json(p)
     if isinstance(data, dict):
         for key in ("history", "steps", "log"):
             if isinstance(data.get(key), list):

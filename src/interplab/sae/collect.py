@@ -287,8 +287,7 @@ def collect(
 
     def flush(window_end: int) -> None:
         token_major, feature_tm, value_tm, ids, text, pos = _concat(buf)
-        key = feature_tm.astype(np.int64) * max(len(ids), 1) + (token_major - writer.tokens_done)
-        order = np.argsort(key, kind="stable")  # Parquet rows: by (feature, token_idx)
+        order = feature_major_order(token_major, feature_tm, len(ids), writer.tokens_done, sae.d_sae)
         token, feature, value = token_major[order], feature_tm[order], value_tm[order]
         act_table = pa.Table.from_arrays(
             [pa.array(token, pa.int64()), pa.array(feature, pa.int32()), pa.array(value, pa.float32())],
@@ -356,6 +355,21 @@ def collect(
         seconds=time.perf_counter() - t0,
         seconds_forward=t_fwd,
     )
+
+
+def feature_major_order(
+    token: np.ndarray, feature: np.ndarray, n_tokens: int, token_start: int, d_sae: int
+) -> np.ndarray:
+    """Permutation putting rows in (feature, token_idx) order — the Parquet row order.
+
+    Rows arrive token-major (``token`` non-decreasing, each token's features distinct), so a stable
+    sort on the feature alone gives that order; with ``d_sae ≤ 65536`` the feature fits uint16 and
+    numpy's stable sort is a linear-time radix sort. Otherwise one stable sort of a combined key.
+    """
+    if d_sae <= 1 << 16 and (token.size < 2 or bool((token[1:] >= token[:-1]).all())):
+        return np.argsort(feature.astype(np.uint16), kind="stable")
+    key = feature.astype(np.int64) * max(n_tokens, 1) + (token - token_start)
+    return np.argsort(key, kind="stable")
 
 
 def _concat(buf: _ShardBuffer) -> tuple[np.ndarray, ...]:

@@ -38,17 +38,57 @@ def _descending_float_key(value: np.ndarray) -> np.ndarray:
     return ~ascending
 
 
+def _load_topk_kernel() -> Any:
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - numba is a dependency; the sort path is the fallback
+        return None
+
+    @numba.njit(nogil=True, cache=True)
+    def segment_topk(starts, keys, k, out_rows):  # pragma: no cover - compiled
+        """For each feature's rows ``starts[f]:starts[f+1]`` (in token order) keep the row indices of
+        the ``k`` smallest ``keys`` (earlier row first among equal keys) in ``out_rows[f]``, sorted —
+        the first ``k`` of a stable sort of the segment by key."""
+        for f in range(starts.shape[0] - 1):
+            n = 0
+            for r in range(starts[f], starts[f + 1]):
+                kr = keys[r]
+                if n == k and kr >= keys[out_rows[f, k - 1]]:
+                    continue
+                j = n if n < k else k - 1
+                while j > 0 and keys[out_rows[f, j - 1]] > kr:
+                    out_rows[f, j] = out_rows[f, j - 1]
+                    j -= 1
+                out_rows[f, j] = r
+                if n < k:
+                    n += 1
+
+    return segment_topk
+
+
+_TOPK_KERNEL: list[Any] = []
+
+
+def _topk_kernel() -> Any:
+    if not _TOPK_KERNEL:
+        _TOPK_KERNEL.append(_load_topk_kernel())
+    return _TOPK_KERNEL[0]
+
+
+def _feature_token_sorted(token: np.ndarray, feature: np.ndarray) -> bool:
+    """Whether rows are sorted by (feature, token) — as shards store them."""
+    if feature.size < 2:
+        return True
+    same = feature[1:] == feature[:-1]
+    return bool(((feature[1:] > feature[:-1]) | (same & (token[1:] > token[:-1]))).all())
+
+
 def _feature_value_order(token: np.ndarray, feature: np.ndarray, value: np.ndarray) -> np.ndarray:
     """Row order by (feature, value descending, token). Rows already sorted by (feature, token) —
     as shards store them — need one stable sort on a packed 64-bit (feature, value) key."""
-    if feature.size > 1:
-        same = feature[1:] == feature[:-1]
-        in_order = bool(((feature[1:] > feature[:-1]) | (same & (token[1:] > token[:-1]))).all())
-        if in_order and int(feature.max()) < 2**31:
-            key = (feature.astype(np.uint64) << np.uint64(32)) | _descending_float_key(value).astype(
-                np.uint64
-            )
-            return np.argsort(key, kind="stable")
+    if feature.size > 1 and _feature_token_sorted(token, feature) and int(feature.max()) < 2**31:
+        key = (feature.astype(np.uint64) << np.uint64(32)) | _descending_float_key(value).astype(np.uint64)
+        return np.argsort(key, kind="stable")
     return np.lexsort((token, -value, feature))
 
 
@@ -101,9 +141,30 @@ class FeatureStats:
         self.count += np.bincount(feature, minlength=d)
         self.sum += np.bincount(feature, weights=v64, minlength=d)
         self.sum_sq += np.bincount(feature, weights=v64 * v64, minlength=d)
-        self._max_sorted(feature, value)
         n_bins = HIST_EDGES.size - 1
         self.hist += np.bincount(feature * n_bins + hist_bins(value), minlength=d * n_bins).reshape(d, n_bins)
+        kernel = _topk_kernel()
+        if (
+            kernel is not None
+            and k > 0
+            and int(feature.max()) < d
+            and _feature_token_sorted(token_idx, feature)
+        ):
+            # rows in (feature, token) order: per-feature segments, top-k by insertion (compiled)
+            starts = np.searchsorted(feature, np.arange(d + 1))
+            present = np.flatnonzero(starts[1:] > starts[:-1])
+            seg_max = np.maximum.reduceat(value, starts[present])
+            self.max[present] = np.maximum(self.max[present], seg_max)
+            rows = np.full((d, k), -1, np.int64)
+            kernel(starts, _descending_float_key(value), k, rows)
+            got = rows >= 0
+            cand_v = np.full((d, k), -np.inf, np.float32)
+            cand_t = np.full((d, k), -1, np.int64)
+            cand_v[got] = value[rows[got]]
+            cand_t[got] = token_idx[rows[got]]
+            self._merge_top(cand_v, cand_t)
+            return
+        self._max_sorted(feature, value)
         # top-k candidates of this shard: sort by (feature, -value, token), keep rank < k per feature
         order = _feature_value_order(token_idx, feature, value)
         f_sorted = feature[order]

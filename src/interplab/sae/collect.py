@@ -44,6 +44,7 @@ from interplab.sae.hooks import HookPoint, capture_activations
 from interplab.sae.metrics import ReconstructionStats, SparsityStats
 from interplab.sae.model import SAE
 from interplab.sae.stats import FeatureStats
+from interplab.sae.topk import topk_sorted_by_index
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,8 @@ def sparse_codes(sae: SAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
         return rows, cols, f[rows, cols], x_hat
     if sae.cfg.architecture == "topk":
         k = int(sae.cfg.k or 1)
-        values, idx = torch.topk(sae.pre_activations(x), k, dim=-1)
-        idx, perm = idx.sort(dim=1)
-        values = torch.relu(values.gather(1, perm))
+        values, idx = topk_sorted_by_index(sae.pre_activations(x), k)
+        values = torch.relu(values)
         keep = values != 0
         rows = torch.arange(n, device=x.device)[:, None].expand(-1, k)[keep]
         cols, vals = idx[keep], values[keep]

@@ -11,6 +11,9 @@ Model ``minilm`` (default), hook ``blocks.3.hook_resid_post``, a random TopK SAE
    ``sae.encode`` of that token, ``nonzero`` and Python dict/list appends. It is run on the first
    ``--naive-tokens`` tokens and its per-token cost is extrapolated (plus the bare forward time).
 
+A fourth timing, the encoder matmul alone (``sae.pre_activations`` on one batch), is the part of the
+SAE side no bookkeeping change removes; it bounds the SAE-side ratio from above.
+
 Targets: ours ≥ 0.8 × the bare forward's throughput, and ≥ 50 × the token-by-token loop.
 Timings alternate bare/ours ``--repeats`` times and keep the best of each (the machine is shared).
 
@@ -56,6 +59,22 @@ def ours(loaded, hp, sae, windows, batch_size: int, root: Path) -> tuple[float, 
     t0 = time.perf_counter()
     res = collect(loaded, hp, sae, windows, db, {"bench": 1}, batch_size=batch_size)
     return time.perf_counter() - t0, res
+
+
+@torch.no_grad()
+def encoder_floor(loaded, hp, sae, windows, batch_size: int, repeats: int) -> float:
+    """Seconds per token of the encoder matmul alone (``sae.pre_activations`` on one batch's text
+    tokens, best of ``repeats``): the part of the SAE side no bookkeeping change can remove."""
+    batch = next(iter(iter_batches(windows, batch_size)))
+    act = capture_activations(loaded, hp, batch.input_ids, batch.attention_mask, stop=True)
+    x = act[batch.token_mask.to(act.device)].to(sae.device)
+    sae.pre_activations(x)
+    best = float("inf")
+    for _ in range(max(repeats, 1) * 3):
+        t0 = time.perf_counter()
+        sae.pre_activations(x)
+        best = min(best, time.perf_counter() - t0)
+    return best / max(int(x.shape[0]), 1)
 
 
 @torch.no_grad()
@@ -139,6 +158,7 @@ def main() -> None:
     t_bare = min(bare_t)
     t_ours, t_ours_fwd = min(ours_runs)
     loop_s, n_naive = naive_loop(loaded, hp, sae, windows, args.batch_size, args.naive_tokens)
+    floor_per_tok = encoder_floor(loaded, hp, sae, windows, args.batch_size, args.repeats)
     naive_per_tok = loop_s / n_naive
     t_naive = t_bare + naive_per_tok * n
     ours_sae_side = max(t_ours - t_ours_fwd, 1e-9)
@@ -152,19 +172,24 @@ def main() -> None:
         f"= {1e6 * ours_sae_side / n:.1f} µs/token"
     )
     print(
+        f"  of which the encoder matmul alone (x @ W_enc + b_enc, batched): {1e6 * floor_per_tok:.1f} µs/token"
+    )
+    print(
         f"token-by-token loop: {1e6 * naive_per_tok:.0f} µs/token (measured on {n_naive} tokens: {loop_s:.2f}s); "
         f"end to end with the bare forward: {t_naive:.1f}s extrapolated"
     )
     r1 = t_bare / t_ours
     r2 = t_naive / t_ours
     r3 = naive_per_tok * n / ours_sae_side
+    r_floor = naive_per_tok / floor_per_tok
     print(
-        f"throughput vs bare forward:              {r1:.2f}× (target ≥ 0.8×) {'PASS' if r1 >= 0.8 else 'FAIL'}"
+        f"end to end, throughput vs bare forward:   {r1:.2f}× (target ≥ 0.8×) {'PASS' if r1 >= 0.8 else 'FAIL'}"
     )
+    print(f"end to end, vs token loop (same forward):  {r2:.1f}× (bounded by the shared forward pass)")
     print(
-        f"vs token loop, SAE side (encode+store):  {r3:.0f}× (target ≥ 50×) {'PASS' if r3 >= 50 else 'FAIL'}"
+        f"SAE side, vs token loop (encode+store):    {r3:.1f}× (target ≥ 50×) {'PASS' if r3 >= 50 else 'FAIL'}; "
+        f"ceiling if everything but the encoder matmul were free: {r_floor:.0f}×"
     )
-    print(f"vs token loop, end to end (same forward): {r2:.1f}× (bounded by the shared forward pass)")
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def _masks_analysis(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[st
     results = out / "masks" / "results"
     for method in DEMO_METHODS:
         folder = out / "masks" / "multi_seed" / method / DEMO_COMPONENT
-        summary = multi_seed_analysis(
+        multi_seed_analysis(
             method,
             layer=DEMO_LAYER,
             component=DEMO_COMPONENT,
@@ -125,10 +125,8 @@ def _masks_analysis(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[st
             k_values=s.mask_k_values,
             output_dir_path=folder,
         )
-        links[f"{method} separation ratios"] = _rel(
-            folder / "summary" / "summary_separation_ratios.png", folder.parents[3]
-        )
-        links[f"{method} distances"] = _rel(folder / "summary" / "summary_distances.png", folder.parents[3])
+        links[f"{method} separation ratios"] = _rel(folder / "summary" / "summary_separation_ratios.png", out)
+        links[f"{method} distances"] = _rel(folder / "summary" / "summary_distances.png", out)
         matrix = out / "masks" / "pruned" / method / f"layer{DEMO_LAYER}-{DEMO_COMPONENT}.pt"
         res = multi_exec_analysis(
             matrix,
@@ -143,9 +141,7 @@ def _masks_analysis(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[st
             if key in agg:
                 numbers[f"{method} {key} (k=8, mean)"] = agg[key]["mean"]
         numbers[f"{method} multi-seed k values"] = list(s.mask_k_values)
-        del summary
-    report = comparative_report(results, out / "masks" / "report")
-    del report
+    comparative_report(results, out / "masks" / "report")
     links["comparative report"] = _rel(out / "masks" / "report" / "comparative_report.md", out)
     return numbers, links
 
@@ -196,17 +192,12 @@ def _runs(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
     from interplab.runs.report import runs_report
 
     exp_dir = out / "runs" / "experiment"
-    exp = run_experiment(exp_dir, seeds=s.runs_seeds, steps=s.runs_steps)
-    del exp
+    run_experiment(exp_dir, seeds=s.runs_seeds, steps=s.runs_steps)
     rep_dir = out / "runs" / "report"
     report = runs_report(str(exp_dir), rep_dir)
     links = {"runs report": _rel(rep_dir / "index.html", out)}
-    for fig in getattr(report, "figures", [])[:12]:
-        png = getattr(fig, "png", None) or getattr(fig, "path", None)
-        if png is not None and Path(png).suffix == ".png":
-            links[f"figure: {Path(png).stem}"] = _rel(
-                rep_dir / png if not Path(png).is_absolute() else Path(png), out
-            )
+    for fig in report.figures[:12]:
+        links[f"figure: {fig.section} · {fig.title}"] = _rel(rep_dir / fig.png, out)
     numbers: dict[str, Any] = {}
     runs_csv = rep_dir / "runs.csv"
     if runs_csv.exists():

@@ -63,17 +63,22 @@ def last_step(run: Run) -> int | None:
     return int(step) if isinstance(step, int | float) else None
 
 
+def run_identity(run: Run, tag_sep: str = ", ") -> dict[str, Any]:
+    """The columns that name a run in tables: id, name, state, tags (joined) and last step."""
+    return {
+        "id": run.id,
+        "name": run.name,
+        "state": run.state,
+        "tags": tag_sep.join(run.tags),
+        "steps": last_step(run),
+    }
+
+
 def runs_frame(runs: Sequence[Run], metrics: Sequence[str] = ()) -> pd.DataFrame:
     """One row per run: id, name, state, tags, last step and the chosen summary metrics."""
     rows = []
     for run in runs:
-        row: dict[str, Any] = {
-            "id": run.id,
-            "name": run.name,
-            "state": run.state,
-            "tags": ", ".join(run.tags),
-            "steps": last_step(run),
-        }
+        row = run_identity(run)
         for m in metrics:
             value = run.summary.get(m)
             row[m] = value if isinstance(value, int | float | str | bool) or value is None else str(value)

@@ -93,18 +93,12 @@ def choose_metrics(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
 
 def summary_frame(runs: Sequence[Run]) -> pd.DataFrame:
     """runs.csv: id, name, state, tags, steps, ``cfg.*`` (flattened) and scalar summary values."""
-    from interplab.runs.commands import last_step
+    from interplab.runs.commands import run_identity
     from interplab.runs.frames import flat_config
 
     rows = []
     for run in runs:
-        row: dict[str, Any] = {
-            "id": run.id,
-            "name": run.name,
-            "state": run.state,
-            "tags": ";".join(run.tags),
-            "steps": last_step(run),
-        }
+        row = run_identity(run, tag_sep=";")
         row.update({f"cfg.{k}": v for k, v in flat_config(run.config).items()})
         row.update(
             {

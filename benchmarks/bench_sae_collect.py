@@ -50,10 +50,13 @@ def random_topk_sae(d_in: int, d_sae: int, k: int, hook: str) -> SAE:
     return SAE.from_weights(cfg, W_enc=W_dec.T.contiguous(), W_dec=W_dec, b_enc=torch.zeros(d_sae))
 
 
-def bare_forward(loaded, hp, windows, batch_size: int) -> float:
+def forward_pass(loaded, hp, windows, batch_size: int, stop: bool = True) -> float:
+    """Seconds to capture the hooked activation for every batch: ``stop=True`` is our bare forward
+    to the hook; ``stop=False`` is the old scripts' ``run_with_cache(tokens, names_filter=hook)``,
+    which runs the whole model (to the logits where there is an LM head)."""
     t0 = time.perf_counter()
     for batch in iter_batches(windows, batch_size):
-        capture_activations(loaded, hp, batch.input_ids, batch.attention_mask, stop=True)
+        capture_activations(loaded, hp, batch.input_ids, batch.attention_mask, stop=stop)
     return time.perf_counter() - t0
 
 
@@ -92,15 +95,6 @@ class TokenMetadata:
     token_str: str
 
 
-def full_forward(loaded, hp, windows, batch_size: int) -> float:
-    """Seconds for the old scripts' forward: ``run_with_cache(tokens, names_filter=hook)`` runs the
-    whole model (to the logits where there is an LM head) and keeps the hooked activation."""
-    t0 = time.perf_counter()
-    for batch in iter_batches(windows, batch_size):
-        capture_activations(loaded, hp, batch.input_ids, batch.attention_mask, stop=False)
-    return time.perf_counter() - t0
-
-
 @torch.no_grad()
 def naive_loop(loaded, hp, sae, windows, batch_size: int, max_tokens: int) -> tuple[float, int]:
     """The token-by-token loop of today's ``SAEAnalyzer.collect_all_activations``, step for step:
@@ -108,8 +102,9 @@ def naive_loop(loaded, hp, sae, windows, batch_size: int, max_tokens: int) -> tu
     ``sae.encode`` of that one activation, ``to_string`` of the token, a metadata record, ``nonzero``
     of ``features > 0``; for every active feature two ``.item()`` calls, a ``(token, feature,
     value)`` tuple and two indexed increments of the per-feature count/total tensors; finally a scipy
-    CSR matrix from the tuples. Only the loop is timed here (the forward is ``full_forward``); it
-    runs on the first ``max_tokens`` tokens and its per-token cost is extrapolated."""
+    CSR matrix from the tuples. Only the loop is timed here (the old forward is timed by
+    ``forward_pass(..., stop=False)``); it runs on the first ``max_tokens`` tokens and its per-token
+    cost is extrapolated."""
     import scipy.sparse as sp
 
     tokenizer = loaded.tokenizer
@@ -182,12 +177,12 @@ def main() -> None:
         ours(loaded, hp, sae, windows, args.batch_size, Path(tmp))  # warm-up (kernel compile, caches)
         bare_t, ours_runs = [], []
         for _ in range(args.repeats):
-            bare_t.append(bare_forward(loaded, hp, windows, args.batch_size))
+            bare_t.append(forward_pass(loaded, hp, windows, args.batch_size))
             t, res = ours(loaded, hp, sae, windows, args.batch_size, Path(tmp))
             ours_runs.append((t, res.seconds_forward))
     t_bare = min(bare_t)
     t_ours, t_ours_fwd = min(ours_runs)
-    t_full = full_forward(loaded, hp, windows, args.batch_size)
+    t_full = forward_pass(loaded, hp, windows, args.batch_size, stop=False)
     loop_s, n_naive = naive_loop(loaded, hp, sae, windows, args.batch_size, args.naive_tokens)
     floor_per_tok = encoder_floor(loaded, hp, sae, windows, args.batch_size, args.repeats)
     naive_per_tok = loop_s / n_naive

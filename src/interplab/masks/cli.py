@@ -184,3 +184,26 @@ def prune_command(
         f"{result.method}: {len(result.matrices)} matrices, sparsity {result.sparsity:.3f}, "
         f"mean relative output error {result.mean_relative_output_error:.4f} -> {result.out_dir}"
     )
+
+
+# --- masks extract / diff / speedup -----------------------------------------------------------------
+
+from interplab.masks.mask_configs import ExtractConfig  # noqa: E402
+from interplab.masks.options import field_help, option  # noqa: E402
+
+
+@app.command("extract")
+def extract_command(
+    model_dir: Path = typer.Argument(..., help=field_help(ExtractConfig, "model_dir")),
+    out: Path = option(ExtractConfig, "out"),
+    label: str | None = option(ExtractConfig, "label"),
+) -> None:
+    """Masks of a sparse checkpoint (dense zeros or compressed-tensors bitmask formats), in the
+    folder layout of ``masks prune``."""
+    from interplab.masks.extract import extract_masks
+
+    result = extract_masks(ExtractConfig(model_dir=model_dir, out=out, label=label))
+    typer.echo(
+        f"{result.label}: {len(result.matrices)} matrices ({result.format}, {result.structure}), "
+        f"overall sparsity {result.overall_sparsity:.4f} -> {result.out_dir}"
+    )

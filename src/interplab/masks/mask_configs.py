@@ -1,0 +1,19 @@
+"""Options of ``masks extract``, ``masks diff`` and ``masks speedup``: one dataclass per command,
+each field with its default and its help text in ``metadata["help"]`` (the CLI builds its options
+from these). Kept free of heavy imports so ``interplab --help`` stays fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class ExtractConfig:
+    """Options of ``masks extract``."""
+
+    model_dir: Path = field(metadata={"help": "A Hugging Face model folder with safetensors weights."})
+    out: Path = field(metadata={"help": "Output folder; the masks go to OUT/<label>/."})
+    label: str | None = field(
+        default=None, metadata={"help": "Method name of the mask set (default: the model folder's name)."}
+    )

@@ -188,7 +188,7 @@ def prune_command(
 
 # --- masks extract / diff / speedup -----------------------------------------------------------------
 
-from interplab.masks.mask_configs import ExtractConfig  # noqa: E402
+from interplab.masks.mask_configs import DiffConfig, ExtractConfig  # noqa: E402
 from interplab.masks.options import field_help, option  # noqa: E402
 
 
@@ -206,4 +206,22 @@ def extract_command(
     typer.echo(
         f"{result.label}: {len(result.matrices)} matrices ({result.format}, {result.structure}), "
         f"overall sparsity {result.overall_sparsity:.4f} -> {result.out_dir}"
+    )
+
+
+@app.command("diff")
+def diff_command(
+    a: Path = typer.Argument(..., help=field_help(DiffConfig, "a")),
+    b: Path = typer.Argument(..., help=field_help(DiffConfig, "b")),
+    out: Path | None = option(DiffConfig, "out"),
+    top: int = option(DiffConfig, "top"),
+) -> None:
+    """Compare two mask sets of one model: Jaccard, row Hamming, N:M compliance; most different first."""
+    from interplab.masks.diff import diff_command as run_diff
+
+    result = run_diff(DiffConfig(a=a, b=b, out=out, top=top))
+    worst = result.ranked[0]
+    typer.echo(
+        f"{len(result.matrices)} matrices, Jaccard {result.overall_jaccard:.4f}; most different: "
+        f"layer{worst.layer}-{worst.component} ({worst.jaccard:.4f}) -> {result.out_dir}"
     )

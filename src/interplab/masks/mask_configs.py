@@ -17,3 +17,17 @@ class ExtractConfig:
     label: str | None = field(
         default=None, metadata={"help": "Method name of the mask set (default: the model folder's name)."}
     )
+
+
+@dataclass
+class DiffConfig:
+    """Options of ``masks diff``."""
+
+    a: Path = field(metadata={"help": "First mask set (a folder of layer<L>-<component>.pt files)."})
+    b: Path = field(metadata={"help": "Second mask set of the same model."})
+    out: Path | None = field(
+        default=None, metadata={"help": "Output folder (default masks_diff/<A>-vs-<B>)."}
+    )
+    top: int = field(
+        default=10, metadata={"help": "Most different matrices listed in the report and figure."}
+    )

@@ -162,6 +162,17 @@ def prune_command(
     ),
     eval_samples: int = typer.Option(16, "--eval-samples", help="Held-out windows for the quality check."),
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass."),
+    sparsity_profile: str = typer.Option(
+        "uniform", "--sparsity-profile", help="'uniform' or 'owl' (per-layer sparsity from outlier ratios)."
+    ),
+    owl_lambda: float = typer.Option(0.08, "--owl-lambda", help="OWL: spread of the layer sparsities."),
+    owl_m: float = typer.Option(5.0, "--owl-m", help="OWL: outlier = Wanda score above M x the layer mean."),
+    magnitude_scope: str = typer.Option(
+        "row", "--magnitude-scope", help="Magnitude: 'row' (per output row) or 'matrix' (published baseline)."
+    ),
+    sparsegpt_reference_count: bool = typer.Option(
+        False, "--sparsegpt-reference-count", help="SparseGPT: prune as the reference (<= k-th saliency)."
+    ),
 ) -> None:
     """Prune a model layer by layer (magnitude, Wanda or SparseGPT) and write the pruned matrices."""
     from interplab.masks.prune import prune_model
@@ -179,6 +190,11 @@ def prune_command(
         save_model=save_model,
         eval_samples=eval_samples,
         batch_size=batch_size,
+        sparsity_profile=sparsity_profile,
+        owl_lambda=owl_lambda,
+        owl_m=owl_m,
+        magnitude_scope=magnitude_scope,
+        sparsegpt_reference_count=sparsegpt_reference_count,
     )
     typer.echo(
         f"{result.method}: {len(result.matrices)} matrices, sparsity {result.sparsity:.3f}, "

@@ -1,5 +1,6 @@
 """The prunable linear layers inside a transformer block, their weights as [out, in] matrices, and
-the input statistics (Gram matrix XᵀX over calibration tokens) collected with forward hooks.
+the input statistics (Gram matrix XᵀX over calibration tokens, or only its diagonal) collected with
+forward hooks.
 
 GPT-2's ``Conv1D`` stores its weight as [in, out]; it is treated as a linear layer with the weight
 transposed.
@@ -88,15 +89,47 @@ class GramStats:
         return (2.0 * self.gram / max(self.tokens, 1)).float()
 
 
+@dataclasses.dataclass
+class NormStats:
+    """Running per-input squared norms Σ x_j² (float32) and token count: all that Wanda and
+    magnitude pruning need, O(in) memory instead of the O(in²) Gram matrix."""
+
+    sums: torch.Tensor
+    tokens: int = 0
+
+    @classmethod
+    def empty(cls, in_features: int) -> NormStats:
+        return cls(torch.zeros(in_features, dtype=torch.float32))
+
+    def add(self, x: torch.Tensor) -> None:
+        """Add a batch of inputs [..., in]."""
+        flat = x.detach().reshape(-1, x.shape[-1]).to(torch.float32)
+        self.sums.add_(flat.square().sum(dim=0))
+        self.tokens += flat.shape[0]
+
+    @property
+    def sq_norms(self) -> torch.Tensor:
+        """‖X_j‖² summed over the tokens, per input feature."""
+        return self.sums.clone()
+
+
 @contextlib.contextmanager
-def collect_input_stats(layers: list[LinearLayer]) -> Iterator[dict[str, GramStats]]:
-    """Forward hooks that accumulate each layer's input Gram matrix while the block runs."""
-    stats = {layer.component: GramStats.empty(layer.in_features) for layer in layers}
+def collect_input_stats(
+    layers: list[LinearLayer], gram: bool = True
+) -> Iterator[dict[str, GramStats | NormStats]]:
+    """Forward hooks that accumulate each layer's input Gram matrix (``gram``) or only its
+    per-input squared norms while the block runs."""
+    kind = GramStats if gram else NormStats
+    stats: dict[str, GramStats | NormStats] = {
+        layer.component: kind.empty(layer.in_features) for layer in layers
+    }
     handles = []
     for layer in layers:
         entry = stats[layer.component]
 
-        def hook(_module: nn.Module, args: tuple, _output: object, entry: GramStats = entry) -> None:
+        def hook(
+            _module: nn.Module, args: tuple, _output: object, entry: GramStats | NormStats = entry
+        ) -> None:
             entry.add(args[0])
 
         handles.append(layer.module.register_forward_hook(hook))

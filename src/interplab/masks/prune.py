@@ -21,15 +21,22 @@ from typing import Any
 import torch
 
 from interplab.common.atomic import save_tensor, write_json, write_text
-from interplab.common.errors import InterplabError
+from interplab.common.errors import InterplabError, one_of
 from interplab.common.models import LoadedModel, find_blocks, load_model
 from interplab.common.output import output_dir
 from interplab.masks.blockwise import MatrixResult, prune_blocks
 from interplab.masks.calibration import CalibrationSet, build_calibration
 from interplab.masks.layers import find_linear_layers
+from interplab.masks.owl import DEFAULT_LAMBDA, DEFAULT_M, PROFILES, check_owl_lambda, owl_profile
 from interplab.masks.prune_report import report_markdown
 from interplab.masks.quality import QualityResult, compare, snapshot
-from interplab.masks.selection import Structure, check_method, check_sparsity, parse_structure
+from interplab.masks.selection import (
+    MAGNITUDE_SCOPES,
+    Structure,
+    check_method,
+    check_sparsity,
+    parse_structure,
+)
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +136,18 @@ def prune_model(
     save_model: bool = False,
     eval_samples: int = 16,
     batch_size: int = 8,
+    sparsity_profile: str = "uniform",
+    owl_lambda: float = DEFAULT_LAMBDA,
+    owl_m: float = DEFAULT_M,
+    magnitude_scope: str = "row",
+    sparsegpt_reference_count: bool = False,
 ) -> PruneResult:
     """Prune every linear layer of ``model``'s transformer blocks and write ``out/<method>/``.
 
     For an N:M ``structure`` the sparsity is n/m and ``sparsity`` is ignored beyond validation.
+    ``sparsity_profile="owl"`` gives each block its OWL sparsity (mean = ``sparsity``);
+    ``magnitude_scope="matrix"`` is the published per-matrix magnitude baseline;
+    ``sparsegpt_reference_count`` prunes SparseGPT blocks with the reference's ``<=`` threshold.
     """
     t_start = time.perf_counter()
     method = check_method(method)
@@ -142,6 +157,14 @@ def prune_model(
     _check_positive(seqlen, "--seqlen", 2)
     _check_positive(eval_samples, "--eval-samples")
     _check_positive(batch_size, "--batch-size")
+    one_of(sparsity_profile, PROFILES, "--sparsity-profile")
+    one_of(magnitude_scope, MAGNITUDE_SCOPES, "--magnitude-scope")
+    if sparsity_profile == "owl":
+        if struct.is_nm:
+            raise InterplabError(
+                f"--sparsity-profile owl: needs unstructured sparsity, not --structure {struct.label}"
+            )
+        check_owl_lambda(owl_lambda, sparsity)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InterplabError(f"--out {out}: exists and is not a folder")
@@ -175,6 +198,11 @@ def prune_model(
         "save_model": save_model,
         "eval_samples": eval_samples,
         "batch_size": batch_size,
+        "sparsity_profile": sparsity_profile,
+        "owl_lambda": owl_lambda,
+        "owl_m": owl_m,
+        "magnitude_scope": magnitude_scope,
+        "sparsegpt_reference_count": sparsegpt_reference_count,
         "out": str(out),
     }
     with _staged_folder(out, method) as staging, output_dir(staging, "masks prune", arguments) as od:
@@ -186,6 +214,18 @@ def prune_model(
             save_tensor(od.file(name), pruned.contiguous())
             return name
 
+        profile = None
+        if sparsity_profile == "owl":
+            with od.timed("owl"):
+                profile = owl_profile(
+                    loaded.model,
+                    blocks,
+                    calib.calibration,
+                    target=target,
+                    lam=owl_lambda,
+                    m=owl_m,
+                    batch_size=batch_size,
+                )
         with od.timed("prune"):
             matrices = prune_blocks(
                 loaded.model,
@@ -196,6 +236,9 @@ def prune_model(
                 structure=struct,
                 batch_size=batch_size,
                 on_matrix=save,
+                block_sparsity=profile.sparsities if profile else None,
+                magnitude_scope=magnitude_scope,
+                reference_count=sparsegpt_reference_count,
             )
         with od.timed("quality_after"):
             after = snapshot(loaded.model, calib.held_out, loaded.is_causal, batch_size)
@@ -221,6 +264,14 @@ def prune_model(
             quality,
             time.perf_counter() - t_start,
         )
+        report["sparsity_profile"] = profile.record() if profile else {"profile": "uniform"}
+        report["conventions"] = {
+            "magnitude_scope": magnitude_scope,
+            "sparsegpt_count": "reference (<= k-th saliency per block)"
+            if sparsegpt_reference_count
+            else "exact (floor(rows*128*s) per block)",
+        }
+        report["quality"]["context_length"] = seqlen
         write_json(od.file(REPORT_JSON), report)
         write_text(od.file(REPORT_MD), report_markdown(report))
     final = out / method

@@ -15,6 +15,7 @@ import torch
 from interplab.common.errors import InterplabError
 
 METHODS = ("magnitude", "wanda", "sparsegpt")
+MAGNITUDE_SCOPES = ("row", "matrix")
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
@@ -99,6 +100,14 @@ def lowest_n_of_m(scores: torch.Tensor, structure: Structure) -> torch.Tensor:
     mask = torch.zeros_like(groups, dtype=torch.bool)
     mask.scatter_(2, order, True)
     return mask.reshape(rows, cols)
+
+
+def lowest_per_matrix_reference(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Boolean mask (True = prune) by one threshold over the whole matrix, as the published
+    magnitude baseline (Wanda repository): every score ``<=`` the k-th smallest, k = ``int(numel·s)``
+    (0-based), so ⌊numel·s⌋ + 1 entries or more on ties."""
+    thresh = torch.sort(scores.flatten()).values[int(scores.numel() * sparsity)]
+    return scores <= thresh
 
 
 def select_mask(scores: torch.Tensor, sparsity: float, structure: Structure) -> torch.Tensor:

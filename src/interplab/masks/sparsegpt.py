@@ -62,8 +62,13 @@ def sparsegpt_prune(
     *,
     block_size: int = BLOCK_SIZE,
     percdamp: float = PERCDAMP,
+    reference_count: bool = False,
 ) -> torch.Tensor:
     """Pruned and OBS-updated copy of ``weight`` [out, in] (float32).
+
+    Unstructured blocks prune exactly ⌊rows·width·s⌋ weights; with ``reference_count`` they prune as
+    the reference code does, every saliency ``<=`` the k-th smallest (k = ``int(rows·width·s)``,
+    0-based), i.e. at least one more per block and more on ties.
 
     ``hessian`` is H = 2XXᵀ/n [in, in]. Inputs that never fire (zero diagonal) get diag 1 and their
     weight column set to 0, as in the reference implementation.
@@ -89,11 +94,15 @@ def sparsegpt_prune(
         d = hinv1.diagonal()
         mask1 = torch.zeros(rows, count, dtype=torch.bool)
         if not structure.is_nm:
-            k = prune_count(rows * count, sparsity)
-            if k > 0:
-                saliency = (w1**2 / d.unsqueeze(0) ** 2).flatten()
-                order = torch.sort(saliency, stable=True).indices[:k]
-                mask1.view(-1)[order] = True
+            saliency = w1**2 / d.unsqueeze(0) ** 2
+            if reference_count:
+                thresh = torch.sort(saliency.flatten()).values[int(saliency.numel() * sparsity)]
+                mask1 = saliency <= thresh
+            else:
+                k = prune_count(rows * count, sparsity)
+                if k > 0:
+                    order = torch.sort(saliency.flatten(), stable=True).indices[:k]
+                    mask1.view(-1)[order] = True
         with _single_thread():
             for i in range(count):
                 if structure.is_nm and i % m == 0:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from interplab.masks.selection import Structure, select_mask
+from interplab.masks.selection import Structure, lowest_per_matrix_reference, select_mask
 
 
 def wanda_scores(weight: torch.Tensor, input_sq_norms: torch.Tensor) -> torch.Tensor:
@@ -25,7 +25,13 @@ def wanda_prune(
     return w.masked_fill(mask, 0.0)
 
 
-def magnitude_prune(weight: torch.Tensor, sparsity: float, structure: Structure) -> torch.Tensor:
-    """Pruned copy of ``weight`` [out, in] (float32): each row loses its ⌊C·s⌋ smallest |W_ij|."""
+def magnitude_prune(
+    weight: torch.Tensor, sparsity: float, structure: Structure, scope: str = "row"
+) -> torch.Tensor:
+    """Pruned copy of ``weight`` [out, in] (float32): each row loses its ⌊C·s⌋ smallest |W_ij|
+    (``scope="row"``), or one threshold over the whole matrix as the published baseline
+    (``scope="matrix"``, unstructured only; N:M is always per group)."""
     w = weight.detach().float()
+    if scope == "matrix" and not structure.is_nm:
+        return w.masked_fill(lowest_per_matrix_reference(w.abs(), sparsity), 0.0)
     return w.masked_fill(select_mask(w.abs(), sparsity, structure), 0.0)

@@ -204,7 +204,7 @@ def prune_command(
 
 # --- masks extract / diff / speedup -----------------------------------------------------------------
 
-from interplab.masks.mask_configs import DiffConfig, ExtractConfig  # noqa: E402
+from interplab.masks.mask_configs import DiffConfig, ExtractConfig, SpeedupConfig  # noqa: E402
 from interplab.masks.options import field_help, option  # noqa: E402
 
 
@@ -241,3 +241,24 @@ def diff_command(
         f"{len(result.matrices)} matrices, Jaccard {result.overall_jaccard:.4f}; most different: "
         f"layer{worst.layer}-{worst.component} ({worst.jaccard:.4f}) -> {result.out_dir}"
     )
+
+
+@app.command("speedup")
+def speedup_command(
+    masks_dir: Path = typer.Argument(..., help=field_help(SpeedupConfig, "masks_dir")),
+    out: Path | None = option(SpeedupConfig, "out"),
+    machines: str = option(SpeedupConfig, "machines"),
+    batch_sizes: str = option(SpeedupConfig, "batch_sizes"),
+    permute: bool = option(SpeedupConfig, "permute", "--permute/--no-permute"),
+    rounds: int = option(SpeedupConfig, "rounds"),
+    seed: int = option(SpeedupConfig, "seed"),
+) -> None:
+    """N:M compliance, tile occupancy, permutation search and roofline speedup of every mask."""
+    from interplab.masks.speedup import speedup_command as run_speedup
+
+    config = SpeedupConfig(
+        masks_dir=masks_dir, out=out, machines=machines, batch_sizes=batch_sizes, permute=permute,
+        rounds=rounds, seed=seed,
+    )  # fmt: skip
+    result = run_speedup(config)
+    typer.echo(f"{len(result.matrices)} matrices -> {result.out_dir}")

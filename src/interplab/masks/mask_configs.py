@@ -31,3 +31,23 @@ class DiffConfig:
     top: int = field(
         default=10, metadata={"help": "Most different matrices listed in the report and figure."}
     )
+
+
+@dataclass
+class SpeedupConfig:
+    """Options of ``masks speedup``."""
+
+    masks_dir: Path = field(metadata={"help": "A mask set (a folder of layer<L>-<component>.pt files)."})
+    out: Path | None = field(default=None, metadata={"help": "Output folder (default <MASKS_DIR>/speedup)."})
+    machines: str = field(
+        default="a100,h100,host",
+        metadata={"help": "Comma-separated machines: presets a100, h100, and host (measured with torch)."},
+    )
+    batch_sizes: str = field(
+        default="1,16,256,4096", metadata={"help": "Comma-separated batch sizes B of y = W x."}
+    )
+    permute: bool = field(
+        default=True, metadata={"help": "Run the row/column permutation search (16x8 tiles)."}
+    )
+    rounds: int = field(default=2, metadata={"help": "Greedy refinement rounds of the permutation search."})
+    seed: int = field(default=0, metadata={"help": "Seed of the null-model shuffle."})

@@ -228,7 +228,7 @@ def decode_bitmask(
     """Dense weight and mask of a ``sparse-bitmask`` module."""
     rows, cols = _shape(shape, name)
     mask = unpack_mask(bitmask.numpy(), (rows, cols), name)
-    counts = mask.sum(axis=1)
+    counts = np.bitwise_count(bitmask.numpy().astype(np.uint8, copy=False)).sum(axis=1, dtype=np.int64)
     if compressed.ndim != 1 or compressed.numel() != int(counts.sum()):
         raise InterplabError(
             f"{name}.compressed: {compressed.numel()} values but {name}.bitmask marks {int(counts.sum())}"
@@ -239,7 +239,7 @@ def decode_bitmask(
         raise InterplabError(f"{name}.row_offsets: do not match the per-row counts of {name}.bitmask")
     mask_t = torch.from_numpy(mask)
     weight = torch.zeros(rows, cols, dtype=torch.float32)
-    weight[mask_t] = compressed.float()
+    weight.masked_scatter_(mask_t, compressed.float())
     return weight, mask_t
 
 
@@ -254,13 +254,27 @@ def decode_24(
             f"{name}.compressed: shape {list(compressed.shape)}, expected {[rows, cols // 2]} for a "
             f"2:4 weight of shape {[rows, cols]}"
         )
-    per_group = mask.reshape(rows, cols // 4, 4).sum(axis=2)
-    if not (per_group == 2).all():
+    if not _two_of_four(bitmask.numpy(), cols):
         raise InterplabError(f"{name}.bitmask: not 2 of every 4 positions set")
     mask_t = torch.from_numpy(mask)
     weight = torch.zeros(rows, cols, dtype=torch.float32)
-    weight[mask_t] = compressed.float().flatten()
+    weight.masked_scatter_(mask_t, compressed.float())
     return weight, mask_t
+
+
+# Bytes whose two nibbles (two groups of four columns) each have exactly two bits set.
+_TWO_OF_FOUR_BYTE = np.array(
+    [bin(b & 15).count("1") == 2 and bin(b >> 4).count("1") == 2 for b in range(256)], dtype=bool
+)
+
+
+def _two_of_four(bitmask: np.ndarray, cols: int) -> bool:
+    """Every group of four columns has exactly two bits set, checked on the packed bytes."""
+    packed = bitmask.astype(np.uint8, copy=False)
+    if cols % 8 == 0:
+        return bool(_TWO_OF_FOUR_BYTE[packed].all())
+    full = _TWO_OF_FOUR_BYTE[packed[:, :-1]].all()
+    return bool(full and (np.bitwise_count(packed[:, -1] & 15) == 2).all())
 
 
 def _nbytes(t: torch.Tensor) -> int:

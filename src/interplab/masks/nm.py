@@ -50,8 +50,14 @@ def group_counts(kept: np.ndarray, m: int) -> np.ndarray:
     """Kept weights per group of ``m`` consecutive inputs, [rows, ⌈in/m⌉] (last group zero-padded)."""
     k = np.asarray(kept, dtype=bool)
     rows, cols = k.shape
-    padded = np.pad(k, ((0, 0), (0, -cols % m)))
+    padded = np.ascontiguousarray(np.pad(k, ((0, 0), (0, -cols % m))) if cols % m else k)
+    word = _WORDS.get(m)
+    if word is not None:  # m booleans (bytes 0/1) read as one integer: its popcount is the count
+        return np.bitwise_count(padded.view(np.uint8).view(word)).reshape(rows, -1).astype(np.int64)
     return padded.reshape(rows, -1, m).sum(axis=2)
+
+
+_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 def nm_compliance(kept: np.ndarray, n: int, m: int) -> NMCompliance:

@@ -45,6 +45,7 @@ class Machine:
     bandwidth: float
     value_bytes: int = 2
     block_flops: float | None = None  # BSR rate; None = tensor_flops (blocks on tensor cores)
+    sparse24: bool = True  # has 2:4 sparse tensor cores
 
     @property
     def bsr_flops(self) -> float:
@@ -158,14 +159,15 @@ class Cost:
 
 
 def format_cost(fmt: str, c: MaskCounts, batch: int, m: Machine) -> Cost | None:
-    """Roofline cost of ``fmt`` (None where the format does not apply: 2:4 on a non-2:4 mask)."""
+    """Roofline cost of ``fmt`` (None where the format does not apply: 2:4 on a non-2:4 mask or on
+    a machine without 2:4 sparse tensor cores)."""
     v = m.value_bytes
     io = v * c.cols * batch + v * c.rows * batch
     dense_weights = c.rows * c.cols
     if fmt == "dense":
         return Cost(2.0 * dense_weights * batch, v * dense_weights + io, m.tensor_flops, m.bandwidth)
     if fmt == "2:4":
-        if not c.is_24:
+        if not (c.is_24 and m.sparse24):
             return None
         return Cost(
             2.0 * dense_weights / 2 * batch,

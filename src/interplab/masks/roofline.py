@@ -100,6 +100,7 @@ def measure_host(size: int = 1024, batch: int = 64, repeats: int = 3) -> Machine
         bandwidth,
         value_bytes=4,
         block_flops=block,
+        sparse24=False,
     )
 
 

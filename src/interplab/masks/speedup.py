@@ -186,7 +186,8 @@ def report_markdown(data: dict[str, Any]) -> str:
     ]
     for r in data["matrices"]:
         perm = (
-            f"{r['perm_empty_searched']} ({r['perm_null_empty_searched']})"
+            f"{r['perm_empty_searched'] / r['perm_total_tiles']:.4f} "
+            f"({r['perm_null_empty_searched'] / r['perm_total_tiles']:.4f})"
             if "perm_empty_searched" in r
             else "—"
         )

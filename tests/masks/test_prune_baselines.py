@@ -240,3 +240,35 @@ def test_wanda_output_error_without_gram_matches_direct(tiny_models: dict[str, P
         delta = w - saved[f"0-{r.component}"].double()
         direct = float((x @ delta.T).norm() / (x @ w.T).norm())
         assert r.relative_output_error == pytest.approx(direct, rel=1e-4)
+
+
+def test_prune_model_magnitude_matrix_scope_and_conventions(
+    tiny_models: dict[str, Path], texts_file: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    result = prune_model(
+        tiny_models["llama"], out=tmp_path, method="magnitude", sparsity=0.3, data=texts_file,
+        magnitude_scope="matrix", **SMALL,
+    )  # fmt: skip
+    assert result.report["conventions"]["magnitude_scope"] == "matrix"
+    state = load_file(str(tiny_models["llama"] / "model.safetensors"))
+    for matrix in result.report["matrices"]:
+        w = state[f"model.layers.{matrix['layer']}.{matrix['component']}.weight"].numpy()
+        thresh = np.sort(np.abs(w).ravel())[int(w.size * 0.3)]
+        saved = torch.load(tmp_path / "magnitude" / matrix["file"], weights_only=True).numpy()
+        assert np.array_equal(saved == 0, np.abs(w) <= thresh), matrix["file"]
+    with pytest.raises(InterplabError, match="--magnitude-scope"):
+        prune_model(
+            tiny_models["llama"], out=tmp_path / "x", data=texts_file, magnitude_scope="block", **SMALL
+        )
+    ref = prune_model(
+        tiny_models["llama"], out=tmp_path, method="sparsegpt", data=texts_file, sparsegpt_reference_count=True,
+        **SMALL,
+    )  # fmt: skip
+    assert ref.report["conventions"]["sparsegpt_count"].startswith("reference")
+    for matrix in ref.report["matrices"]:  # at least one more than floor(rows·width·s) per block
+        rows, cols = matrix["shape"]
+        assert matrix["sparsity"] * rows * cols >= sum(
+            int(rows * min(128, cols - i) * 0.5) + 1 for i in range(0, cols, 128)
+        )

@@ -181,10 +181,15 @@ def test_bad_checkpoints_fail_with_one_line_and_write_nothing(
 def test_cli_extract_exit_codes(tiny_models: dict[str, Path], tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     _write_compressed(tiny_models["llama"], ckpt, "sparse-24-bitmask")
-    run = [sys.executable, "-m", "interplab", "masks", "extract"]
-    ok = subprocess.run([*run, str(ckpt), "--out", str(tmp_path / "o")], capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
+    from typer.testing import CliRunner
+
+    from interplab.cli import app
+
+    ok = CliRunner().invoke(app, ["masks", "extract", str(ckpt), "--out", str(tmp_path / "o")])
+    assert ok.exit_code == 0, ok.output
+    assert "ckpt: 14 matrices (sparse-24-bitmask, 2:4)" in ok.output
     assert (tmp_path / "o" / "ckpt" / "layer0-mlp.down_proj.pt").is_file()
+    run = [sys.executable, "-m", "interplab", "masks", "extract"]
     bad = subprocess.run(
         [*run, str(tmp_path / "nope"), "--out", str(tmp_path / "o2")], capture_output=True, text=True
     )

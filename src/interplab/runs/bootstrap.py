@@ -214,7 +214,9 @@ def probability_of_improvement_interval(
     return point, float(low), float(high)
 
 
-def _split_labels(n: int, m: int, n_perm: int, max_exact: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+def _split_labels(
+    n: int, m: int, n_perm: int, max_exact: int, rng: np.random.Generator
+) -> tuple[np.ndarray, bool]:
     """``(P, n + m)`` boolean masks of the first group: every split if few enough, else random ones."""
     total = math.comb(n + m, n)
     if total <= max_exact:

@@ -193,7 +193,9 @@ def stats_command(
     metric: str = typer.Option(..., "--metric", "-m", help="Logged metric to aggregate."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     group_by: str = typer.Option(
-        "all-but-seed", "--group-by", help="Config keys (a,b) or all-but-seed (every differing key but seeds)."
+        "all-but-seed",
+        "--group-by",
+        help="Config keys (a,b) or all-but-seed (every differing key but seeds).",
     ),
     seed_keys: list[str] | None = typer.Option(
         None, "--seed-keys", help="Seed config keys (default: names seed, *_seed, seed_*)."
@@ -203,7 +205,9 @@ def stats_command(
     ci: float = typer.Option(0.95, "--ci", help="Confidence level of the intervals."),
     n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples."),
     interval: str = typer.Option("percentile", "--interval", help="percentile | bca."),
-    statistic: str = typer.Option("mean", "--statistic", help="Statistic drawn with its band: mean | iqm | median."),
+    statistic: str = typer.Option(
+        "mean", "--statistic", help="Statistic drawn with its band: mean | iqm | median."
+    ),
     final: str = typer.Option("last", "--final", help="Value per run for tables and tests: last | best."),
     goal: str = typer.Option("min", "--goal", help="min | max: which direction is better."),
     fdr: float = typer.Option(0.05, "--fdr", help="False discovery rate along the curve."),
@@ -238,4 +242,6 @@ def stats_command(
         max_points=max_points,
     )
     result = runs_stats(source, metric, out, opts, tag, filter)
-    typer.echo(f"wrote {out / 'report.md'} ({len(result.groups)} groups, {len(result.comparisons)} comparisons)")
+    typer.echo(
+        f"wrote {out / 'report.md'} ({len(result.groups)} groups, {len(result.comparisons)} comparisons)"
+    )

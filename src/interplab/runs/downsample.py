@@ -13,6 +13,8 @@ spikes a reader is looking for.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from interplab.common.errors import InterplabError, one_of
@@ -29,7 +31,7 @@ def minmax_indices(y: np.ndarray, n_out: int) -> np.ndarray:
     edges = np.linspace(0, n, n_buckets + 1).astype(np.int64)
     vals = np.where(np.isnan(y), np.inf, y)
     keep = [0, n - 1]
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         if hi > lo:
             keep.append(lo + int(np.argmin(vals[lo:hi])))
             keep.append(lo + int(np.argmax(np.where(np.isinf(vals[lo:hi]), -np.inf, vals[lo:hi]))))

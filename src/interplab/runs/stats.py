@@ -63,7 +63,9 @@ class Smoothing:
             return cls("ema", value)
         if kind == "window" and value >= 1 and value == int(value):
             return cls("window", value)
-        raise InterplabError(f"--smooth must be none, ema:W with 0 ≤ W < 1 or window:K with K ≥ 1; got {text!r}")
+        raise InterplabError(
+            f"--smooth must be none, ema:W with 0 ≤ W < 1 or window:K with K ≥ 1; got {text!r}"
+        )
 
     def apply(self, values: np.ndarray) -> np.ndarray:
         """The smoothed series of one run (NaN gaps stay gaps and are skipped)."""
@@ -299,7 +301,9 @@ def final_values(g: GroupData, mode: str = "last", goal: str = "min") -> np.ndar
     return out
 
 
-def final_stats(groups: Sequence[GroupData], cfg: StatsConfig, mode: str = "last", goal: str = "min") -> pd.DataFrame:
+def final_stats(
+    groups: Sequence[GroupData], cfg: StatsConfig, mode: str = "last", goal: str = "min"
+) -> pd.DataFrame:
     """One row per group for the final (or best) value per run, with a ``note`` where intervals are
     undefined (a single run)."""
     cfg.check()
@@ -371,7 +375,9 @@ def compare_groups(
     observed = float(np.mean(va) - np.mean(vb))
     pooled = math.nan
     if a.n > 1 and b.n > 1:
-        pooled = math.sqrt(((a.n - 1) * np.var(va, ddof=1) + (b.n - 1) * np.var(vb, ddof=1)) / (a.n + b.n - 2))
+        pooled = math.sqrt(
+            ((a.n - 1) * np.var(va, ddof=1) + (b.n - 1) * np.var(vb, ddof=1)) / (a.n + b.n - 2)
+        )
     delta = observed if difference is None else difference
     needed = bs.seeds_needed(delta, pooled, alpha, power)
     steps = np.intersect1d(a.steps, b.steps)

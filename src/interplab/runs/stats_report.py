@@ -224,8 +224,7 @@ def render_markdown(result: StatsResult, opts: StatsOptions) -> str:
         "",
         f"## Final value per group ({opts.final}, goal {opts.goal})",
         "",
-        "| group | N | mean ± SE | median | IQM [CI] | min | max | "
-        f"{opts.statistic} CI | note |",
+        f"| group | N | mean ± SE | median | IQM [CI] | min | max | {opts.statistic} CI | note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for _, r in result.final.iterrows():
@@ -299,7 +298,13 @@ def runs_stats(
     runs = load_runs(source, tags, filter_json)
     df = get_runs_data(runs, [metric], step_key=opts.step_key)
     result = compute_stats(df, metric, opts)  # every check before the folder is touched
-    arguments = {"source": source, "metric": metric, **asdict(opts), "tags": list(tags or []), "filter": filter_json}
+    arguments = {
+        "source": source,
+        "metric": metric,
+        **asdict(opts),
+        "tags": list(tags or []),
+        "filter": filter_json,
+    }
     with output_dir(Path(out), "runs stats", json.loads(json.dumps(arguments, default=str))) as od:
         result.files = write_stats(result, Path(out), opts, od)
     return result

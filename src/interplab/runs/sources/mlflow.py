@@ -37,7 +37,13 @@ from interplab.runs.run import Run
 PREFIXES = ("mlflow:",)
 URI_SCHEMES = ("sqlite:", "file:")
 DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-STATES = {"FINISHED": "finished", "RUNNING": "running", "SCHEDULED": "running", "FAILED": "failed", "KILLED": "killed"}
+STATES = {
+    "FINISHED": "finished",
+    "RUNNING": "running",
+    "SCHEDULED": "running",
+    "FAILED": "failed",
+    "KILLED": "killed",
+}
 
 
 def looks_like_store(path: Path) -> bool:
@@ -77,7 +83,9 @@ def _check_sqlite(path: Path) -> None:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
             tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
     except sqlite3.DatabaseError as exc:
-        raise InterplabError(f"{path} is not an SQLite database ({exc}); expected an MLflow tracking store") from exc
+        raise InterplabError(
+            f"{path} is not an SQLite database ({exc}); expected an MLflow tracking store"
+        ) from exc
     if not {"runs", "experiments", "metrics"} <= tables:
         raise InterplabError(
             f"{path} is an SQLite file but not an MLflow store (tables runs, experiments, metrics missing)"
@@ -140,7 +148,9 @@ def mlflow_runs(source: str, cache: HistoryCache | None = None) -> list[Run]:
     with _allow_file_store():
         client = MlflowClient(tracking_uri=uri)
         experiments = {e.experiment_id: e.name for e in client.search_experiments()}
-        found = client.search_runs(list(experiments), max_results=50_000, order_by=["attributes.start_time ASC"])
+        found = client.search_runs(
+            list(experiments), max_results=50_000, order_by=["attributes.start_time ASC"]
+        )
         for r in found:
             info, data = r.info, r.data
             version = hashlib.sha1(
@@ -167,7 +177,9 @@ def mlflow_runs(source: str, cache: HistoryCache | None = None) -> list[Run]:
                     source=f"mlflow:{uri}",
                     project=experiments.get(info.experiment_id, ""),
                     group=experiments.get(info.experiment_id, ""),
-                    created_at=datetime.fromtimestamp(info.start_time / 1000, UTC) if info.start_time else None,
+                    created_at=datetime.fromtimestamp(info.start_time / 1000, UTC)
+                    if info.start_time
+                    else None,
                     _history=hist,
                 )
             )

@@ -23,7 +23,6 @@ import hashlib
 import logging
 import math
 import os
-import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,7 +63,9 @@ def has_event_files(root: Path, max_depth: int = 4) -> bool:
 def discover_runs(root: Path) -> dict[Path, list[Path]]:
     """``{run folder: [event files in it and below]}``; every folder counted once."""
     if not root.exists():
-        raise InterplabError(f"no TensorBoard runs found: {root} does not exist (expected a folder of event files)")
+        raise InterplabError(
+            f"no TensorBoard runs found: {root} does not exist (expected a folder of event files)"
+        )
     if root.is_file():
         if not root.name.startswith("events.out.tfevents."):
             raise InterplabError(f"{root} is not a TensorBoard event file (expected events.out.tfevents.*)")
@@ -177,8 +178,13 @@ def read_events(files: list[Path], run_dir: Path) -> _Collected:
                 if ev.WhichOneof("what") == "summary":
                     parsed.append(ev)
                     for v in ev.summary.value:
-                        if v.tag == SESSION_START_TAG and v.metadata.plugin_data.plugin_name == HPARAMS_PLUGIN:
-                            info = plugin_data_pb2.HParamsPluginData.FromString(v.metadata.plugin_data.content)
+                        if (
+                            v.tag == SESSION_START_TAG
+                            and v.metadata.plugin_data.plugin_name == HPARAMS_PLUGIN
+                        ):
+                            info = plugin_data_pb2.HParamsPluginData.FromString(
+                                v.metadata.plugin_data.content
+                            )
                             for k, hv in info.session_start_info.hparams.items():
                                 out.config[k] = _hparam_value(hv)
                             hparams_dir = True

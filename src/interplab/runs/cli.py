@@ -245,3 +245,27 @@ def stats_command(
     typer.echo(
         f"wrote {out / 'report.md'} ({len(result.groups)} groups, {len(result.comparisons)} comparisons)"
     )
+
+
+@app.command("sweep")
+def sweep_command(
+    source: str = typer.Argument(..., help=SOURCE_HELP),
+    metric: str = typer.Option(..., "--metric", "-m", help="Logged metric to explain."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    goal: str = typer.Option("min", "--goal", help="min | max: which direction is better."),
+    final: str = typer.Option("last", "--final", help="Value per run: last | best."),
+    seed_keys: list[str] | None = typer.Option(
+        None, "--seed-keys", help="Seed config keys left out (default: names seed, *_seed, seed_*)."
+    ),
+    tag: list[str] | None = TAG,
+    filter: str | None = FILTER,
+) -> None:
+    """Sweep analysis: hyperparameter importance, partial dependence, best so far, parallel coordinates."""
+    from interplab.runs.commands import split_values
+    from interplab.runs.sweep import SweepOptions, runs_sweep
+
+    opts = SweepOptions(goal=goal, final=final, seed_keys=split_values(seed_keys))
+    result = runs_sweep(source, metric, out, opts, tag, filter)
+    typer.echo(
+        f"wrote {out / 'index.html'} ({len(result.table)} runs, {len(result.hyperparameters)} hyperparameters)"
+    )

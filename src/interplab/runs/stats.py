@@ -158,6 +158,22 @@ def _run_series(rdf: pd.DataFrame, step_key: str, metric: str, smooth: Smoothing
     return s
 
 
+def require_metric(runs: Sequence[Any], metric: str) -> None:
+    """Raise one error naming every run that never logged ``metric`` (or a list of logged keys)."""
+    from interplab.runs.frames import metric_keys
+
+    missing = [r for r in runs if metric not in r.history().columns]
+    if not missing:
+        return
+    if len(missing) == len(runs):
+        keys = sorted({k for r in runs for k in metric_keys(r) if not k.startswith("_")})
+        raise InterplabError(
+            f"unknown metric {metric!r}: no run logged it; logged keys: {', '.join(keys) or '(none)'}"
+        )
+    which = ", ".join(r.label for r in missing)
+    raise InterplabError(f"metric {metric!r} is missing in {len(missing)} of {len(runs)} runs: {which}")
+
+
 def group_matrices(
     df: pd.DataFrame,
     metric: str,

@@ -295,7 +295,10 @@ def runs_stats(
     from interplab.runs.frames import get_runs_data
 
     opts = opts or StatsOptions()
+    from interplab.runs.stats import require_metric
+
     runs = load_runs(source, tags, filter_json)
+    require_metric(runs, metric)
     df = get_runs_data(runs, [metric], step_key=opts.step_key)
     result = compute_stats(df, metric, opts)  # every check before the folder is touched
     arguments = {

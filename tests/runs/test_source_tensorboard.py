@@ -21,8 +21,11 @@ def loss_value(step: int, lr: float, seed: int) -> float:
     return float(np.float32(1.0 / (step + 1) + lr + 0.05 * seed))
 
 
-def write_tb_runs(root: Path, seeds: int = 3, lrs: tuple[float, ...] = (0.1, 0.5)) -> dict[str, dict]:
-    """One run folder per (lr, seed): loss every 3 steps, acc (tensor style) every 6, hparams."""
+def write_tb_runs(
+    root: Path, seeds: int = 3, lrs: tuple[float, ...] = (0.1, 0.5), extras: bool = True
+) -> dict[str, dict]:
+    """One run folder per (lr, seed): loss every 3 steps, hparams; with ``extras`` also acc (tensor
+    style) every 6 steps and an ``add_scalars`` pair."""
     from torch.utils.tensorboard import SummaryWriter
 
     written = {}
@@ -32,9 +35,10 @@ def write_tb_runs(root: Path, seeds: int = 3, lrs: tuple[float, ...] = (0.1, 0.5
             w = SummaryWriter(str(root / name))
             for step in STEPS:
                 w.add_scalar("train/loss", loss_value(step, lr, seed), step)
-                if step % 6 == 0:
+                if extras and step % 6 == 0:
                     w.add_scalar("acc", step / 100, step, new_style=True)
-            w.add_scalars("pair", {"a": 1.0, "b": 2.0}, 0)
+            if extras:
+                w.add_scalars("pair", {"a": 1.0, "b": 2.0}, 0)
             w.add_hparams({"lr": lr, "seed": seed, "opt": "adam"}, {"hp/score": 0.5})
             w.close()
             written[name] = {"lr": lr, "seed": seed}

@@ -105,6 +105,25 @@ def _quantiles(sorted_boot: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(q), np.nan, out)
 
 
+def _fixed_quantiles(boot: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``α/2`` and ``1-α/2`` quantiles of every column (linear interpolation), by partial
+    sorting: only the four order statistics involved are placed."""
+    n_boot = boot.shape[0]
+    out = []
+    kth = []
+    for q in (alpha / 2, 1 - alpha / 2):
+        pos = q * (n_boot - 1)
+        lo = math.floor(pos)
+        kth += [lo, min(lo + 1, n_boot - 1)]
+    part = np.partition(boot, sorted(set(kth)), axis=0)
+    for q in (alpha / 2, 1 - alpha / 2):
+        pos = q * (n_boot - 1)
+        lo = math.floor(pos)
+        hi = min(lo + 1, n_boot - 1)
+        out.append(part[lo] * (1 - (pos - lo)) + part[hi] * (pos - lo))
+    return out[0], out[1]
+
+
 def _jackknife(x: np.ndarray, statistic: str) -> np.ndarray:
     """``(n, n_steps)`` statistic with each run left out once."""
     n = x.shape[0]
@@ -161,14 +180,18 @@ def bootstrap_interval(
         return Interval(estimate, nan, nan.copy(), statistic, method, confidence, n_boot)
     gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     idx = resample_indices(n, n_boot, gen) if idx is None else idx
-    boot = _boot_distribution(x, idx, statistic)
     alpha = 1 - confidence
-    if method == "percentile":
-        q_lo, q_hi = np.full(steps, alpha / 2), np.full(steps, 1 - alpha / 2)
-    else:
-        q_lo, q_hi = bca_quantiles(boot, estimate, _jackknife(x, statistic), alpha)
-    boot.sort(axis=0)
-    low, high = _quantiles(boot, q_lo), _quantiles(boot, q_hi)
+    low, high = np.empty(steps), np.empty(steps)
+    chunk = max(1, CHUNK_BYTES // (8 * idx.shape[0]))  # bounded memory: (B, chunk) at a time
+    for s in range(0, steps, chunk):
+        part = slice(s, s + chunk)
+        boot = _boot_distribution(x[:, part], idx, statistic)
+        if method == "percentile":
+            low[part], high[part] = _fixed_quantiles(boot, alpha)
+            continue
+        q_lo, q_hi = bca_quantiles(boot, estimate[part], _jackknife(x[:, part], statistic), alpha)
+        boot.sort(axis=0)
+        low[part], high[part] = _quantiles(boot, q_lo), _quantiles(boot, q_hi)
     return Interval(estimate, low, high, statistic, method, confidence, idx.shape[0])
 
 
@@ -257,8 +280,9 @@ def permutation_test(
     tol = 1e-12 * np.maximum(1.0, observed)
     count = np.zeros(z.shape[1])
     chunk = max(1, CHUNK_BYTES // (8 * max(1, z.shape[1])))
-    for s in range(0, len(weights), chunk):
-        count += (np.abs(weights[s : s + chunk] @ z) >= observed - tol).sum(axis=0)
+    with np.errstate(invalid="ignore"):  # inf in the data: NaN statistics never count as extreme
+        for s in range(0, len(weights), chunk):
+            count += (np.abs(weights[s : s + chunk] @ z) >= observed - tol).sum(axis=0)
     if exact:
         return count / len(weights)
     return (1 + count) / (1 + len(weights))

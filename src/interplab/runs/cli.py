@@ -100,7 +100,7 @@ def plot_command(
     metric: list[str] = typer.Option(..., "--metric", "-m", help="Metrics to plot (repeatable or a,b,c)."),
     out: Path = typer.Option(..., "--out", help="Figure path (.pdf or .png; both are written)."),
     group_by: str | None = typer.Option(
-        None, "--group-by", help="Config column for mean ± std groups, e.g. cfg.init_scale."
+        None, "--group-by", help="Config column for groups (mean and band per value), e.g. cfg.init_scale."
     ),
     phases: str | None = typer.Option(
         None, "--phases", help="'auto' (argmin of KL metrics changes) or steps S1,S2,…"
@@ -116,12 +116,27 @@ def plot_command(
     filter: str | None = FILTER,
     title: str | None = typer.Option(None, "--title"),
     logy: bool = typer.Option(False, "--logy", help="Log-scale y axis."),
+    band: str = typer.Option("ci", "--band", help="Band around the mean: ci (bootstrap) | se | std | none."),
+    ci: float = typer.Option(0.95, "--ci", help="Confidence level of the ci band."),
 ) -> None:
-    """Metric curves: mean ± std across runs, grouped by a config key, training phases shaded."""
+    """Metric curves: mean and a bootstrap CI band across runs, grouped by a config key, phases shaded."""
     from interplab.runs.commands import runs_plot
 
     result = runs_plot(
-        source, metric, out, group_by, phases, phase_metric, max_step, shift, tag, filter, title, logy
+        source,
+        metric,
+        out,
+        group_by,
+        phases,
+        phase_metric,
+        max_step,
+        shift,
+        tag,
+        filter,
+        title,
+        logy,
+        band,
+        ci,
     )
     typer.echo("wrote " + ", ".join(map(str, result.files)))
 

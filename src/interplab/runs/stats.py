@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -285,7 +286,9 @@ def matrix_stats(values: np.ndarray, cfg: StatsConfig, rng: np.random.Generator)
         if not len(rows):
             out["n"][cols] = 0
             continue
-        res = _column_stats(values[np.ix_(rows, cols)], cfg, rng)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # inf logged values: NaN spreads, no noise
+            res = _column_stats(values[np.ix_(rows, cols)], cfg, rng)
         for k, v in res.items():
             out[k][cols] = v
     return out
@@ -429,3 +432,60 @@ def compare_groups(
         steps=steps,
         note=note,
     )
+
+
+BANDS = ("ci", "se", "std", "none")
+
+
+def band_frame(
+    df: pd.DataFrame,
+    metric: str,
+    step_key: str = "_step",
+    group_by: str | None = None,
+    band: str = "ci",
+    ci: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per (group value, step): ``step``, ``group_by``, ``mean``, ``low``, ``high``, ``n`` and ``runs``
+    (runs in the group) for a curve with a band: ``ci`` = percentile bootstrap interval of the mean
+    (runs resampled within the group), ``se`` = mean ± standard error, ``std`` = mean ± std,
+    ``none`` = no band. Runs are put on one grid by interpolation, as :func:`frames.aggregate`."""
+    one_of(band, list(BANDS), "--band")
+    cfg = StatsConfig(ci=ci, n_boot=n_boot, seed=seed)
+    cfg.check()
+    data = df.loc[df[metric].notna()]
+    per_run = data.drop_duplicates(RUN_ID)
+    if group_by is None:
+        labels = {str(r): "all" for r in per_run[RUN_ID]}
+        values: dict[str, Any] = {"all": None}
+    else:
+        labels = {
+            str(r): _canonical_label(v) for r, v in zip(per_run[RUN_ID], per_run[group_by], strict=True)
+        }
+        values = {_canonical_label(v): v for v in per_run[group_by]}
+    rng = np.random.default_rng(seed)
+    frames = []
+    for g in group_matrices(data, metric, labels, step_key, "interpolate"):
+        res = matrix_stats(g.values, cfg, rng) if band == "ci" else None
+        n = (~np.isnan(g.values)).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN is the answer
+            mean = np.nanmean(g.values, axis=0)
+            std = np.where(n > 1, np.nanstd(g.values, axis=0, ddof=1), np.nan)
+        if band == "ci":
+            low, high = res["low"], res["high"]
+        elif band in ("se", "std"):
+            half = std if band == "std" else std / np.sqrt(n)
+            low, high = mean - half, mean + half
+        else:
+            low = high = np.full(len(mean), np.nan)
+        part = {"step": g.steps, "mean": mean, "low": low, "high": high, "n": n, "runs": g.n}
+        if group_by is not None:
+            part = {group_by: [values[g.label]] * len(g.steps), **part}
+        frames.append(pd.DataFrame(part))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _canonical_label(v: Any) -> str:
+    return f"{v!r}"

@@ -159,7 +159,7 @@ def _scalar(value: Any) -> float | None:
 
 
 def read_events(files: list[Path], run_dir: Path) -> _Collected:
-    """Scalars and hparams of one run's event files."""
+    """Scalars and hparams of one run's event files (one pass; no event kept after parsing)."""
     from tensorboard.compat.proto import event_pb2
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -170,33 +170,34 @@ def read_events(files: list[Path], run_dir: Path) -> _Collected:
     for folder, folder_files in by_dir.items():
         rel = folder.relative_to(run_dir).as_posix()
         prefix = "" if rel == "." else f"{rel}/"
-        parsed = []
+        here = _Collected()
         hparams_dir = False
         for f in folder_files:
             for raw in iter_records(f):
                 ev = event_pb2.Event.FromString(raw)
-                if ev.WhichOneof("what") == "summary":
-                    parsed.append(ev)
-                    for v in ev.summary.value:
-                        if (
-                            v.tag == SESSION_START_TAG
-                            and v.metadata.plugin_data.plugin_name == HPARAMS_PLUGIN
-                        ):
+                if not ev.HasField("summary"):
+                    continue
+                step, wall = ev.step, ev.wall_time
+                for v in ev.summary.value:
+                    if v.HasField("simple_value"):  # the common case first: no metadata to look at
+                        here.add(prefix + v.tag, step, v.simple_value, wall)
+                        continue
+                    if v.metadata.plugin_data.plugin_name == HPARAMS_PLUGIN:
+                        if v.tag == SESSION_START_TAG:
                             info = plugin_data_pb2.HParamsPluginData.FromString(
                                 v.metadata.plugin_data.content
                             )
                             for k, hv in info.session_start_info.hparams.items():
                                 out.config[k] = _hparam_value(hv)
                             hparams_dir = True
+                        continue
+                    val = _scalar(v)
+                    if val is not None:
+                        here.add(prefix + v.tag, step, val, wall)
         if hparams_dir and prefix:
-            continue  # add_hparams' own folder: the metric copies duplicate the run's scalars
-        for ev in parsed:
-            for v in ev.summary.value:
-                if v.metadata.plugin_data.plugin_name == HPARAMS_PLUGIN or v.tag.startswith("_hparams_/"):
-                    continue
-                val = _scalar(v)
-                if val is not None:
-                    out.add(prefix + v.tag, int(ev.step), val, float(ev.wall_time))
+            continue  # add_hparams' own folder: its metric copies duplicate the run's scalars
+        for tag_id, step, value, wall in zip(here.tag_ids, here.steps, here.values, here.walls, strict=True):
+            out.add(here.tags[tag_id], step, value, wall)
     return out
 
 

@@ -209,3 +209,27 @@ def test_cli_stats_on_tensorboard_runs(tmp_path: Path) -> None:
     assert isinstance(bad.exception, InterplabError)  # main() prints it as one line, exit 2
     assert "unknown seed key 'nope' in --seed-keys" in str(bad.exception)
     assert not (tmp_path / "bad").exists()
+
+
+def test_plot_band_is_bootstrap_ci_with_n_in_legend() -> None:
+    from interplab.runs.curves import curves_figure
+    from interplab.runs.stats import band_frame
+
+    df = sweep_frame(n_seeds=4, steps=10)
+    ci = band_frame(df, "m", group_by="cfg.lr", band="ci", n_boot=500)
+    std = band_frame(df, "m", group_by="cfg.lr", band="std")
+    for (lr, step), sub in df.groupby(["cfg.lr", "_step"]):
+        vals = sub["m"].to_numpy()
+        row_std = std[(std["cfg.lr"] == lr) & (std["step"] == step)].iloc[0]
+        assert row_std["low"] == pytest.approx(vals.mean() - vals.std(ddof=1))
+        row_ci = ci[(ci["cfg.lr"] == lr) & (ci["step"] == step)].iloc[0]
+        assert vals.min() <= row_ci["low"] < vals.mean() < row_ci["high"] <= vals.max()
+        assert row_ci["runs"] == 4
+    fig = curves_figure(df, ["m"], group_by="cfg.lr")
+    ax = fig.axes[0]
+    assert ax.get_legend().get_title().get_text() == "N = 4 runs per line; band: 95% bootstrap CI of the mean"
+    assert [line.get_label() for line in ax.lines] == ["lr=0.1", "lr=0.3"]
+    one = df[df["_run_id"].isin(["lr0.1-s0", "lr0.3-s0"])]
+    fig = curves_figure(one, ["m"], group_by="cfg.lr")
+    assert fig.axes[0].get_legend().get_title().get_text() == "N = 1 runs per line (no band)"
+    assert not fig.axes[0].collections  # one run per line: no band at all

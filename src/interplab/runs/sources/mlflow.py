@@ -140,9 +140,13 @@ def _history(client: Any, run_id: str, keys: list[str]) -> pd.DataFrame:
 
 def mlflow_runs(source: str, cache: HistoryCache | None = None) -> list[Run]:
     """Every run (active lifecycle) of every experiment in the store, in start-time order."""
-    from mlflow.tracking import MlflowClient
-
     uri = tracking_uri(str(source))
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError as exc:
+        raise InterplabError(
+            f"reading the MLflow store {source} needs mlflow: pip install 'interplab[mlflow]' (mlflow-skinny)"
+        ) from exc
     cache = cache if cache is not None else HistoryCache()
     runs: list[Run] = []
     with _allow_file_store():

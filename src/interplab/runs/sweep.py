@@ -240,6 +240,8 @@ def parallel_figure(res: SweepResult) -> Any:
         )
         ax.set_yticks([])
         ax.set_ylim(-0.15, 1.12)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
         ax.set_title(f"parallel coordinates; colour: {res.metric} (brighter = better)", fontsize=9)
         fig.tight_layout()
     return fig

@@ -130,9 +130,8 @@ def assign_groups(df: pd.DataFrame, columns: Sequence[str]) -> dict[str, str]:
 
 
 def _label_value(v: Any) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return f"{v:g}"
-    return str(v) if not isinstance(v, float) else f"{v:g}"
+    """A config value as it reads in the config (``1.0`` stays ``1.0``, as in the curve legends)."""
+    return str(v.item() if isinstance(v, np.generic) else v)
 
 
 @dataclass

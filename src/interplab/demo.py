@@ -48,7 +48,7 @@ class DemoSettings:
     sae_k: int = 32
     sae_steps: int = 400
     sae_tokens: int = 32768
-    runs_seeds: int = 2
+    runs_seeds: int = 3
     runs_steps: int | None = None
 
 
@@ -199,6 +199,16 @@ def _runs(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
     for fig in report.figures[:12]:
         links[f"figure: {fig.section} · {fig.title}"] = _rel(rep_dir / fig.png, out)
     numbers: dict[str, Any] = {}
+    for fig in report.figures:  # interval bands across seeds (the first 12 may not reach them)
+        if fig.section == "Statistics across seeds":
+            links[f"figure: {fig.section} · {fig.title}"] = _rel(rep_dir / fig.png, out)
+    if (rep_dir / "sweep" / "index.html").exists():
+        links["runs sweep page"] = _rel(rep_dir / "sweep" / "index.html", out)
+    comparisons = rep_dir / "stats" / "comparisons.json"
+    if comparisons.exists():
+        for c in json.loads(comparisons.read_text(encoding="utf-8")):
+            numbers[f"P({c['a']} better than {c['b']})"] = c["p_improvement"]
+            numbers[f"permutation p ({c['a']} vs {c['b']})"] = c["p_value"]
     runs_csv = rep_dir / "runs.csv"
     if runs_csv.exists():
         import pandas as pd

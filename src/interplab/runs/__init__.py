@@ -37,6 +37,16 @@ _LAZY = {
     "plot_separated_heads": "interplab.runs.heads",
     "runs_report": "interplab.runs.report",
     "run_experiment": "interplab.runs.experiment",
+    "bootstrap_interval": "interplab.runs.bootstrap",
+    "probability_of_improvement": "interplab.runs.bootstrap",
+    "permutation_test": "interplab.runs.bootstrap",
+    "seeds_needed": "interplab.runs.bootstrap",
+    "compute_stats": "interplab.runs.stats_report",
+    "runs_stats": "interplab.runs.stats_report",
+    "StatsOptions": "interplab.runs.stats_report",
+    "compute_sweep": "interplab.runs.sweep",
+    "runs_sweep": "interplab.runs.sweep",
+    "SweepOptions": "interplab.runs.sweep",
 }
 
 

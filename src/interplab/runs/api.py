@@ -1,7 +1,8 @@
 """The runs API researchers call: ``fetch_runs`` and ``fetch_run_data``, for any source.
 
 A source is ``wandb:ENTITY/PROJECT`` (cloud), ``offline:PATH`` or a plain path (offline folder or
-run folder or ``.wandb`` file).
+run folder or ``.wandb`` file); ``tb:PATH`` and ``mlflow:URI`` (or a plain path holding TensorBoard
+event files or an MLflow store) read other trackers (:mod:`interplab.runs.sources`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def fetch_runs(
         from interplab.runs.cloud import cloud_runs
 
         return cloud_runs(str(source), flt, api=api, cache=cache)
+    from interplab.runs.sources import read_other_source
+
+    other = read_other_source(source, cache=cache)
+    if other is not None:  # TensorBoard or MLflow: same runs, same filters
+        return filter_runs(other, flt)
     from interplab.runs.offline import offline_runs
 
     path = str(source).removeprefix("offline:") if isinstance(source, str) else source

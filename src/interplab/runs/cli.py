@@ -100,7 +100,7 @@ def plot_command(
     metric: list[str] = typer.Option(..., "--metric", "-m", help="Metrics to plot (repeatable or a,b,c)."),
     out: Path = typer.Option(..., "--out", help="Figure path (.pdf or .png; both are written)."),
     group_by: str | None = typer.Option(
-        None, "--group-by", help="Config column for mean ± std groups, e.g. cfg.init_scale."
+        None, "--group-by", help="Config column for groups (mean and band per value), e.g. cfg.init_scale."
     ),
     phases: str | None = typer.Option(
         None, "--phases", help="'auto' (argmin of KL metrics changes) or steps S1,S2,…"
@@ -116,12 +116,27 @@ def plot_command(
     filter: str | None = FILTER,
     title: str | None = typer.Option(None, "--title"),
     logy: bool = typer.Option(False, "--logy", help="Log-scale y axis."),
+    band: str = typer.Option("ci", "--band", help="Band around the mean: ci (bootstrap) | se | std | none."),
+    ci: float = typer.Option(0.95, "--ci", help="Confidence level of the ci band."),
 ) -> None:
-    """Metric curves: mean ± std across runs, grouped by a config key, training phases shaded."""
+    """Metric curves: mean and a bootstrap CI band across runs, grouped by a config key, phases shaded."""
     from interplab.runs.commands import runs_plot
 
     result = runs_plot(
-        source, metric, out, group_by, phases, phase_metric, max_step, shift, tag, filter, title, logy
+        source,
+        metric,
+        out,
+        group_by,
+        phases,
+        phase_metric,
+        max_step,
+        shift,
+        tag,
+        filter,
+        title,
+        logy,
+        band,
+        ci,
     )
     typer.echo("wrote " + ", ".join(map(str, result.files)))
 
@@ -184,4 +199,88 @@ def experiment_command(
     typer.echo(
         f"wrote {len(result.runs)} runs to {result.out / 'wandb'} in {result.seconds:.1f}s; "
         f"next: interplab runs report {result.out} --out {result.out / 'report'}"
+    )
+
+
+@app.command("stats")
+def stats_command(
+    source: str = typer.Argument(..., help=SOURCE_HELP),
+    metric: str = typer.Option(..., "--metric", "-m", help="Logged metric to aggregate."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    group_by: str = typer.Option(
+        "all-but-seed",
+        "--group-by",
+        help="Config keys (a,b) or all-but-seed (every differing key but seeds).",
+    ),
+    seed_keys: list[str] | None = typer.Option(
+        None, "--seed-keys", help="Seed config keys (default: names seed, *_seed, seed_*)."
+    ),
+    align: str = typer.Option("exact", "--align", help="exact | interpolate (onto the union of steps)."),
+    smooth: str = typer.Option("none", "--smooth", help="Per-run smoothing: none | ema:W | window:K."),
+    ci: float = typer.Option(0.95, "--ci", help="Confidence level of the intervals."),
+    n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples."),
+    interval: str = typer.Option("percentile", "--interval", help="percentile | bca."),
+    statistic: str = typer.Option(
+        "mean", "--statistic", help="Statistic drawn with its band: mean | iqm | median."
+    ),
+    final: str = typer.Option("last", "--final", help="Value per run for tables and tests: last | best."),
+    goal: str = typer.Option("min", "--goal", help="min | max: which direction is better."),
+    fdr: float = typer.Option(0.05, "--fdr", help="False discovery rate along the curve."),
+    power: float = typer.Option(0.8, "--power", help="Power for the seeds-needed calculation."),
+    difference: float | None = typer.Option(
+        None, "--difference", help="Difference to detect (default: the observed one)."
+    ),
+    downsample: str = typer.Option("lttb", "--downsample", help="Plot downsampling: lttb | minmax | none."),
+    max_points: int = typer.Option(1000, "--max-points", help="Most points per plotted curve."),
+    tag: list[str] | None = TAG,
+    filter: str | None = FILTER,
+) -> None:
+    """Statistics across seeds: bootstrap intervals, IQM, P(improvement), permutation tests, seeds needed."""
+    from interplab.runs.commands import split_values
+    from interplab.runs.stats_report import StatsOptions, runs_stats
+
+    opts = StatsOptions(
+        group_by=group_by,
+        seed_keys=split_values(seed_keys),
+        align=align,
+        smooth=smooth,
+        ci=ci,
+        n_boot=n_boot,
+        interval=interval,
+        statistic=statistic,
+        final=final,
+        goal=goal,
+        fdr=fdr,
+        power=power,
+        difference=difference,
+        downsample=downsample,
+        max_points=max_points,
+    )
+    result = runs_stats(source, metric, out, opts, tag, filter)
+    typer.echo(
+        f"wrote {out / 'report.md'} ({len(result.groups)} groups, {len(result.comparisons)} comparisons)"
+    )
+
+
+@app.command("sweep")
+def sweep_command(
+    source: str = typer.Argument(..., help=SOURCE_HELP),
+    metric: str = typer.Option(..., "--metric", "-m", help="Logged metric to explain."),
+    out: Path = typer.Option(..., "--out", help="Output folder."),
+    goal: str = typer.Option("min", "--goal", help="min | max: which direction is better."),
+    final: str = typer.Option("last", "--final", help="Value per run: last | best."),
+    seed_keys: list[str] | None = typer.Option(
+        None, "--seed-keys", help="Seed config keys left out (default: names seed, *_seed, seed_*)."
+    ),
+    tag: list[str] | None = TAG,
+    filter: str | None = FILTER,
+) -> None:
+    """Sweep analysis: hyperparameter importance, partial dependence, best so far, parallel coordinates."""
+    from interplab.runs.commands import split_values
+    from interplab.runs.sweep import SweepOptions, runs_sweep
+
+    opts = SweepOptions(goal=goal, final=final, seed_keys=split_values(seed_keys))
+    result = runs_sweep(source, metric, out, opts, tag, filter)
+    typer.echo(
+        f"wrote {out / 'index.html'} ({len(result.table)} runs, {len(result.hyperparameters)} hyperparameters)"
     )

@@ -190,16 +190,24 @@ def runs_plot(
     filter_json: str | None = None,
     title: str | None = None,
     logy: bool = False,
+    band: str = "ci",
+    ci: float = 0.95,
 ) -> PlotResult:
-    """Metric curves (mean ± std across runs, optional grouping and phases) → ``out`` PDF + PNG."""
+    """Metric curves (mean and a band across runs — bootstrap CI by default, or ± SE / ± std —
+    optional grouping and phases) → ``out`` PDF + PNG."""
+    from interplab.common.errors import one_of
     from interplab.common.figures import save_figure
     from interplab.runs.curves import PREFIX_TEACHER_METRICS, curves_figure
     from interplab.runs.frames import get_runs_data
+    from interplab.runs.stats import BANDS
 
     path = _figure_out(out)
     names = split_values(metrics)
     if not names:
         raise InterplabError("--metric is empty; name at least one logged metric")
+    one_of(band, list(BANDS), "--band")
+    if not 0 < ci < 1:
+        raise InterplabError(f"--ci must be in (0, 1), got {ci}")
     spec = parse_phases(phases)
     chosen_phase_metrics = split_values(phase_metrics) or None
     if spec == "auto" and chosen_phase_metrics is None and len(names) < 2:
@@ -219,6 +227,8 @@ def runs_plot(
         shift_steps=shift,
         title=title,
         logy=logy,
+        band=band,
+        ci=ci,
     )
     return PlotResult(save_figure(fig, path), fig)
 

@@ -1,5 +1,5 @@
-"""Metric curves over training: several metrics, mean ± std bands across seeds grouped by a config
-key, step shift and cut-off, and training phases shaded (given steps or found automatically).
+"""Metric curves over training: several metrics, mean with an interval band across seeds (bootstrap CI
+by default; ± SE or ± std on request) grouped by a config key, step shift and cut-off, and training phases shaded (given steps or found automatically).
 
 Input is the tidy frame of :func:`interplab.runs.get_runs_data` (columns ``_step``, metrics, ``cfg.*``,
 ``_run_id``). Every ``*_figure`` function returns the matplotlib Figure; every ``plot_*`` function also
@@ -13,11 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from interplab.common.errors import InterplabError
 from interplab.common.figures import new_figure, report_style, save_figure
 from interplab.runs.phases import Phase, auto_phases, phases_from_steps, require_columns
+from interplab.runs.stats import band_frame
 
 PREFIX_TEACHER_METRICS = tuple(f"kl_div_prefix_{k}_teacher_val" for k in (1, 2, 3))
 NGRAM_METRICS = ("kl_div_unigram_val", "kl_div_bigram_val", "kl_div_trigram_val")
@@ -117,10 +119,29 @@ def _shade(ax: Any, phases: Sequence[Phase], shift: float, labels: Mapping[str, 
 def _draw_line(ax: Any, stats: pd.DataFrame, shift: float, label: str, color: Any) -> None:
     x = stats["step"].to_numpy(dtype=float) + shift
     mean = stats["mean"].to_numpy(dtype=float)
-    std = stats["std"].to_numpy(dtype=float)
+    if "low" in stats:
+        low, high = stats["low"].to_numpy(dtype=float), stats["high"].to_numpy(dtype=float)
+    else:
+        std = stats["std"].to_numpy(dtype=float)
+        low, high = mean - std, mean + std
     ax.plot(x, mean, label=label, color=color, lw=1.6)
-    if (stats["n"] > 1).any():
-        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+    if (stats["n"] > 1).any() and np.isfinite(low).any():
+        ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
+
+
+BAND_NAMES = {"ci": "{ci:.0%} bootstrap CI of the mean", "se": "± standard error", "std": "± std", "none": ""}
+
+
+def _legend_title(runs_per_line: Sequence[int], band: str, ci: float) -> str:
+    """``N = 3 runs per line; band: 95% bootstrap CI`` (N listed per line when they differ)."""
+    counts = sorted(set(runs_per_line))
+    n_text = (
+        f"N = {counts[0]} runs per line" if len(counts) == 1 else "N = " + ", ".join(map(str, runs_per_line))
+    )
+    if runs_per_line and max(runs_per_line) < 2:
+        return f"{n_text} (no band)"
+    what = BAND_NAMES[band].format(ci=ci)
+    return f"{n_text}; band: {what}" if what else n_text
 
 
 def curves_figure(
@@ -140,10 +161,16 @@ def curves_figure(
     xlabel: str = "training step",
     logy: bool = False,
     figsize: tuple[float, float] | None = None,
+    band: str = "ci",
+    ci: float = 0.95,
+    n_boot: int = 1000,
 ) -> Any:
     """The metric-curve figure.
 
-    Lines are means across runs (seeds) with a ± std band where a step has several runs. Layout:
+    Lines are means across runs (seeds) with a band where a step has several runs: ``band="ci"``
+    (default) the percentile bootstrap interval of the mean at level ``ci`` (runs resampled within
+    the line's group, ``n_boot`` resamples), ``"se"`` ± standard error, ``"std"`` ± std, ``"none"``.
+    The legend title gives N, the runs per line. Layout:
     without ``group_by`` one panel with one line per metric; with ``group_by`` and one metric, one
     panel with a line per group value; with ``group_by`` and several metrics, one panel per group
     value (a line per metric). ``phases`` is ``None``, ``"auto"`` (argmin over ``phase_metrics``,
@@ -169,20 +196,19 @@ def curves_figure(
         for p, ax in enumerate(axes):
             sub = data if not by_panel else data[data[group_by] == groups[p]]
             colors = iter(PHASE_COLORS * 4)
+            runs_per_line: list[int] = []
             if by_panel or group_by is None:
                 for m in metrics:
-                    _draw_line(ax, mean_std(sub, m, step_key), shift_steps, names.get(m, m), next(colors))
+                    stats = band_frame(sub, m, step_key, None, band, ci, n_boot)
+                    runs_per_line.append(int(stats["runs"].iloc[0]))
+                    _draw_line(ax, stats, shift_steps, names.get(m, m), next(colors))
             else:
                 metric = metrics[0]
-                stats = mean_std(sub, metric, step_key, group_by)
+                stats = band_frame(sub, metric, step_key, group_by, band, ci, n_boot)
                 for g in groups:
-                    _draw_line(
-                        ax,
-                        stats[stats[group_by] == g],
-                        shift_steps,
-                        f"{group_by.removeprefix('cfg.')}={g}",
-                        next(colors),
-                    )
+                    line = stats[stats[group_by] == g]
+                    runs_per_line.append(int(line["runs"].iloc[0]) if len(line) else 0)
+                    _draw_line(ax, line, shift_steps, f"{group_by.removeprefix('cfg.')}={g}", next(colors))
             _shade(
                 ax,
                 _resolve_phases(sub, phases, phase_metrics, step_key, min_phase_points),
@@ -194,7 +220,7 @@ def curves_figure(
             ax.set_xlabel(xlabel)
             if logy:
                 ax.set_yscale("log")
-            ax.legend(loc="best", fontsize=8)
+            ax.legend(loc="best", fontsize=8, title=_legend_title(runs_per_line, band, ci), title_fontsize=7)
         axes[0].set_ylabel(ylabel or (names.get(metrics[0], metrics[0]) if len(metrics) == 1 else "value"))
         if title:
             fig.suptitle(title)

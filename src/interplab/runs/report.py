@@ -11,6 +11,12 @@ Layout of the output folder::
     figures/metrics/<metric>.*     other metrics, when the runs log no KL metric set
     figures/by_<key>/kl_divergence.*, figures/by_<key>/val_loss.*
                                    the same grouped by each differing config key (seed excluded)
+    stats/                         the ``runs stats`` folder of the main metric, groups = every
+                                   differing config key but seeds: figures/curves.* (bootstrap
+                                   interval bands, steps where groups differ shaded), figures/final.*,
+                                   comparisons.json (P(improvement), permutation tests, seeds needed)
+    sweep/                         the ``runs sweep`` page (importance, partial dependence, best so
+                                   far, parallel coordinates), when at least 4 runs differ in a key
     figures/heads/<run id>_combined.*   attention heads of every run at a few steps (multiply blend)
     figures/heads/<run id>_separated.* the per-head grid (steps × heads), first run only
     manifest.json
@@ -225,6 +231,13 @@ def runs_report(
                 for m in others:
                     fig = curves_figure(df, [m], group_by=key, phases=spec, phase_metrics=kl or None)
                     _save(fig, out, f"figures/by_{_safe(short)}/{_safe(m)}", section, m, figures, od)
+        with od.timed("statistics"):
+            from interplab.runs.report_stats import stats_section, sweep_section
+
+            main_metric = "val_loss" if "val_loss" in others else (kl or others)[0]
+            stat_figs, extra_html = stats_section(df, main_metric, out, od)
+            figures.extend(Figure(sec, title, f"{stem}.png", f"{stem}.pdf") for sec, title, stem in stat_figs)
+            extra_html += sweep_section(runs, main_metric, out, od, source)
         with od.timed("heads"):
             for run in runs:
                 run_phases = auto_phases(df[df["_run_id"] == run.id], kl) if kl else []
@@ -251,7 +264,10 @@ def runs_report(
                     od,
                 )
         write_json(od.file("phases.json"), phases)
-        write_text(od.file("index.html"), render_index(source, runs, figures, phases, summary_frame(runs)))
+        write_text(
+            od.file("index.html"),
+            render_index(source, runs, figures, phases, summary_frame(runs), extra_html),
+        )
     return ReportResult(out, len(runs), figures, phases)
 
 
@@ -262,9 +278,15 @@ def _phase_text(phases: Sequence[dict[str, Any]]) -> str:
 
 
 def render_index(
-    source: str, runs: Sequence[Run], figures: Sequence[Figure], phases: dict[str, Any], summary: pd.DataFrame
+    source: str,
+    runs: Sequence[Run],
+    figures: Sequence[Figure],
+    phases: dict[str, Any],
+    summary: pd.DataFrame,
+    extra_html: str = "",
 ) -> str:
-    """The report page: runs table, phases, then every figure by section (PNG linked to its PDF)."""
+    """The report page: runs table, phases, ``extra_html`` (statistics, sweep), then every figure by
+    section (PNG linked to its PDF)."""
     esc = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -292,6 +314,7 @@ def render_index(
         for run_id, ph in phases.get("by_run", {}).items():
             parts.append(f"<li>{esc(names.get(run_id, run_id))} ({esc(run_id)}): {_phase_text(ph)}</li>")
         parts.append("</ul>")
+    parts.append(extra_html)
     section = None
     for fig in figures:
         if fig.section != section:

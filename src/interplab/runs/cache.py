@@ -120,16 +120,17 @@ class HistoryCache:
 
         from interplab.common.atomic import atomic_path
 
-        frame = pd.DataFrame(index=history.index)
         json_cols = []
-        for col in history.columns:
+        arrays = []
+        for col in history.columns:  # one Arrow array per column, the table built once (wide runs)
             series = history[col]
             if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
                 json_cols.append(col)
-                frame[col] = [None if v is None else json.dumps(v) for v in series.to_numpy(dtype=object)]
+                values = [None if v is None else json.dumps(v) for v in series.to_numpy(dtype=object)]
+                arrays.append(pa.array(values, type=pa.string()))
             else:
-                frame[col] = series
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+                arrays.append(pa.array(series.to_numpy()))
+        table = pa.Table.from_arrays(arrays, names=[str(c) for c in history.columns])
         table = table.replace_schema_metadata(
             {
                 **(table.schema.metadata or {}),

@@ -185,6 +185,7 @@ def cloud_runs(
                 entity=entity,
                 group=str(getattr(r, "group", "") or ""),
                 job_type=str(getattr(r, "job_type", "") or ""),
+                notes=str(getattr(r, "notes", "") or ""),
                 created_at=_created(r),
                 handle=CloudHandle(api=api, run=r),
                 _loader=lambda run, c=cache: load_cloud_history(run, c),

@@ -232,7 +232,10 @@ def _history_columns(
         first = key_first_item[uniq]
         rec_first_item = np.searchsorted(it_rec, it_rec[first])
         for k, i, f in zip(uniq.tolist(), first.tolist(), rec_first_item.tolist(), strict=True):
-            order_key[key_names[k]] = (int(rows[i]), i - f)
+            # key paths that join to one dotted name share a column placed where the first of them was seen
+            here = (int(rows[i]), i - f)
+            seen = order_key.get(key_names[k])
+            order_key[key_names[k]] = here if seen is None else min(seen, here)
     slow_by_key: dict[str, tuple[list[int], list[Any]]] = {}
     for r, items in slow_rows.items():
         row = int(row_of_rec[r])
@@ -249,9 +252,12 @@ def _history_columns(
     small = it_key.astype(np.int16) if len(key_names) < 2**15 else it_key
     by_key = np.argsort(small, kind="stable")
     bounds = np.searchsorted(it_key[by_key], np.arange(len(key_names) + 1))
+    ids_of_name: dict[str, list[int]] = {}  # key ids per dotted name (several when paths collide)
+    for k, name in enumerate(key_names):
+        ids_of_name.setdefault(name, []).append(k)
     columns: dict[str, tuple[np.ndarray, Any]] = {}
     for name in sorted(order_key, key=order_key.__getitem__):
-        ks = [k for k in range(len(key_names)) if key_names[k] == name] if name in key_names else []
+        ks = ids_of_name.get(name, [])
         idx = np.concatenate([by_key[bounds[k] : bounds[k + 1]] for k in ks]) if ks else np.zeros(0, np.int64)
         if len(ks) > 1:
             idx = np.sort(idx)

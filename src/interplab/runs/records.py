@@ -299,9 +299,9 @@ class RunLogBuilder:
         log.entity = run.entity or log.entity
         log.group = run.run_group or log.group
         log.job_type = run.job_type or log.job_type
-        log.notes = run.notes or log.notes
-        if len(run.tags):
-            log.tags = list(run.tags)
+        # every run record is a full snapshot of these fields: the last one wins, even when empty
+        log.notes = run.notes
+        log.tags = list(run.tags)
         if run.HasField("start_time"):
             log.start_time = _timestamp(run.start_time) or log.start_time
         self._items(log.config, run.config.update, run.config.remove)

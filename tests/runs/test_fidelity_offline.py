@@ -255,3 +255,36 @@ def test_colliding_dotted_names_and_bool_gaps(tmp_path: Path) -> None:
     from_csv = pd.read_csv(tmp_path / "both.csv", dtype={"flag": "boolean"})["flag"].tolist()
     assert from_parquet == [True, None, False]
     assert [None if v is pd.NA else v for v in from_csv] == from_parquet
+
+
+def test_incremental_table_is_concatenated_up_to_the_step(tmp_path: Path) -> None:
+    from interplab.runs import get_table, table_keys
+
+    write_run(
+        tmp_path,
+        """
+        run = init(id="inc")
+        table = wandb.Table(columns=["step", "value"], log_mode="INCREMENTAL")
+        for step in range(0, 40, 10):
+            table.add_data(step, step * 0.5)
+            table.add_data(step, step * 0.5 + 1)
+            run.log({"preds": table, "loss": 1.0 / (step + 1)}, step=step)
+            run.log({"loss": 0.5 / (step + 1)}, step=step + 5)
+        run.finish()
+        """,
+    )
+    (run,) = fetch_runs(tmp_path)
+    assert table_keys(run) == ["preds"]
+    hist = run.history()
+    assert set(hist["preds._type"].dropna()) == {"incremental-table-file"}
+
+    def expected(upto: int) -> list[list[float]]:
+        return [[s, s * 0.5 + k] for s in range(0, upto + 1, 10) for k in (0, 1)]
+
+    for step in (0, 10, 30):
+        got = get_table(run, "preds", step=step)
+        assert got.columns.tolist() == ["step", "value"]
+        assert got.to_numpy().tolist() == expected(step)
+    assert get_table(run, "preds").to_numpy().tolist() == expected(30)
+    with pytest.raises(InterplabError, match="steps: 0, 10, 20, 30"):
+        get_table(run, "preds", step=5)

@@ -288,3 +288,37 @@ def test_incremental_table_is_concatenated_up_to_the_step(tmp_path: Path) -> Non
     assert get_table(run, "preds").to_numpy().tolist() == expected(30)
     with pytest.raises(InterplabError, match="steps: 0, 10, 20, 30"):
         get_table(run, "preds", step=5)
+
+
+def test_wide_run_reads_like_the_reference_and_caches_without_warnings(tmp_path: Path) -> None:
+    import warnings
+
+    from interplab.runs.cache import HistoryCache
+    from interplab.runs.offline import decode_log
+
+    write_run(
+        tmp_path / "runs",
+        """
+        run = init(id="wide")
+        for step in range(4):
+            row = {f"layer{k // 50}/head{k % 50}": k * 0.25 + step for k in range(600)}
+            row["flag"] = step % 2 == 0
+            if step == 2:
+                row["note"] = "mid"
+            run.log(row)
+        run.finish()
+        """,
+    )
+    (log,) = logs_of(tmp_path / "runs")
+    fast, exact = decode_log(log), decode_log_exact(log)
+    pd.testing.assert_frame_equal(fast.history, exact.history)
+    assert exact.history.shape == (4, 605)  # 600 keys, flag, note, _step, _timestamp, _runtime
+    assert exact.history["layer3/head7"].tolist() == [157 * 0.25 + s for s in range(4)]
+    cache = HistoryCache(tmp_path / "cache")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        (cold,) = fetch_runs(tmp_path / "runs", cache=cache)
+        (warm,) = fetch_runs(tmp_path / "runs", cache=cache)
+    pd.testing.assert_frame_equal(warm.history(), cold.history())
+    note = warm.history()["note"]
+    assert note.iloc[2] == "mid" and note.isna().tolist() == [True, True, False, True]

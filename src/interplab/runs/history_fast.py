@@ -12,6 +12,7 @@ by the reference path instead.
 from __future__ import annotations
 
 import logging
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
         data = data + b"".join(joined)
         buf = np.frombuffer(data, dtype=np.uint8)
     single = np.ones(n_rec, dtype=np.bool_)
-    max_keys = 4096
+    max_keys = 1 << 16  # distinct key paths; a wider log is decoded again with room for more
     while True:
         out = wk.decode_records(buf, rec_start, rec_len, single, max_keys)
         if not out[-1]:  # no overflow
@@ -165,7 +166,7 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
             ops.append(
                 (int(op_rec[i]), -1_000_000_000 + i, key_parts[int(op_key[i])], value, bool(op_remove[i]))
             )
-    ops.sort(key=lambda o: (o[0], o[1]))
+    ops.sort(key=itemgetter(0, 1))
     summary = builder.log.summary
     for _, _, path_parts, value, remove in ops:
         if remove:
@@ -258,9 +259,12 @@ def _history_columns(
     columns: dict[str, tuple[np.ndarray, Any]] = {}
     for name in sorted(order_key, key=order_key.__getitem__):
         ks = ids_of_name.get(name, [])
-        idx = np.concatenate([by_key[bounds[k] : bounds[k + 1]] for k in ks]) if ks else np.zeros(0, np.int64)
-        if len(ks) > 1:
-            idx = np.sort(idx)
+        if len(ks) == 1:
+            idx = by_key[bounds[ks[0]] : bounds[ks[0] + 1]]
+        elif ks:
+            idx = np.sort(np.concatenate([by_key[bounds[k] : bounds[k + 1]] for k in ks]))
+        else:
+            idx = np.zeros(0, np.int64)
         slow = slow_by_key.get(name)
         cls = it_class[idx]
         if slow is None and not (cls == wk.V_OTHER).any():

@@ -127,14 +127,22 @@ class WandbServer:
                 match = _OP.search(query)
                 op = match.group(2) if match else "?"
                 server.record(
-                    {"method": "POST", "path": self.path, "op": op, "query": query, "variables": body.get("variables")}
+                    {
+                        "method": "POST",
+                        "path": self.path,
+                        "op": op,
+                        "query": query,
+                        "variables": body.get("variables"),
+                    }
                 )
                 code = server.take_throttle(op)
                 if code is not None:
-                    return self._send(429, b'{"errors": [{"message": "rate limited"}]}', {"Retry-After": code})
+                    return self._send(
+                        429, b'{"errors": [{"message": "rate limited"}]}', {"Retry-After": code}
+                    )
                 status = server.take_status_error(op)
                 if status is not None:
-                    return self._send(status, b'{"errors": [{"message": "server error"}]}')
+                    return self._send(status, b'{"errors": [{"message": "no run 500 in this project"}]}')
                 data = server.answer(op, body.get("variables") or {})
                 self._send(200, json.dumps({"data": data}).encode())
 
@@ -242,13 +250,11 @@ class WandbServer:
         live = [dict(r) for r in run.rows] if run else []
         return {"project": {"run": {"parquetHistory": {"parquetUrls": [], "liveData": live}}}}
 
-
     def _op_HistoryPage(self, v: dict[str, Any]) -> Any:
         """Rows with ``minStep <= _step < maxStep``, at most ``pageSize``, as JSON strings."""
         run = self.run(v["run"])
         rows = [r for r in (run.rows if run else []) if v["minStep"] <= r["_step"] < v["maxStep"]]
         return {"project": {"run": {"history": [dumps_row(r) for r in rows[: v["pageSize"]]]}}}
-
 
     def _op_RunFiles(self, v: dict[str, Any]) -> Any:
         run = self.run(v["name"])

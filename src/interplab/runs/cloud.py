@@ -14,6 +14,7 @@ run this layer against the real client and a small W&B server on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -126,31 +127,71 @@ def with_backoff(
 INTERNAL_CONFIG = ("_wandb", "wandb_version")
 
 
-def plain_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The run's config without internal keys. ``wandb.Api`` runs already hold plain values (the
-    client takes ``value`` out of the server's ``{"value": …, "desc": …}``), so values are not
-    unwrapped again: a user value that is itself ``{"value": …}`` stays as it is."""
-    return {k: v for k, v in (config or {}).items() if k not in INTERNAL_CONFIG}
+def plain_config(config: Any) -> dict[str, Any]:
+    """The server's config (``{"key": {"value": …, "desc": …}}``, as JSON text or dict) with each
+    ``value`` taken out ONCE and internal keys dropped: a user value that is itself a dict with a
+    ``value`` key stays as it is."""
+    if isinstance(config, str | bytes):
+        config = json.loads(config or "{}")
+    out = {}
+    for key, value in (config or {}).items():
+        if key in INTERNAL_CONFIG:
+            continue
+        out[key] = value["value"] if isinstance(value, dict) and "value" in value else value
+    return out
 
 
-def list_runs(api: Any, path: str, filters: dict[str, Any]) -> list[Any]:
-    """Every run of ``path`` matching ``filters``, with full data, fetched afresh.
+def _page_node(runs: Any, run_id: str) -> dict[str, Any] | None:
+    """The run's node in the listing page the client just loaded (``wandb.apis.public.Runs``)."""
+    response = getattr(runs, "last_response", None)
+    if not isinstance(response, dict):
+        return None
+    edges = ((response.get("project") or {}).get("runs") or {}).get("edges") or []
+    for edge in edges:
+        node = edge.get("node") if isinstance(edge, dict) else None
+        if isinstance(node, dict) and node.get("name") == run_id:
+            return node
+    return None
+
+
+def list_runs(api: Any, path: str, filters: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """Every run of ``path`` matching ``filters`` with its config, fetched afresh.
 
     ``wandb.Api`` keeps the listings it made; a reused ``api=`` object is flushed first so it
     cannot return a stale one. Runs are asked for with ``lazy=False`` (config and summary in the
     listing) where the client supports it; otherwise each run's config and summary are loaded
-    here, inside the back-off, rather than on first use outside it.
+    here, inside the back-off, rather than on first use outside it. The config is unwrapped once
+    from the listing's own JSON: ``Run.config`` of wandb 0.31 with ``lazy=False`` has had ``value``
+    taken out twice (a user dict holding a ``value`` key collapses).
     """
     if hasattr(api, "flush"):
         api.flush()
     kwargs: dict[str, Any] = {"filters": filters}
     if _accepts(api.runs, "lazy"):
         kwargs["lazy"] = False
-    raw = with_backoff(lambda: list(api.runs(path, **kwargs)), f"runs of {path}")
-    if "lazy" not in kwargs:
-        for r in raw:
+
+    def listing() -> list[tuple[Any, dict[str, Any]]]:
+        runs = api.runs(path, **kwargs)
+        out = []
+        for r in runs:  # pages are loaded during iteration; the page holds the server's config
+            node = _page_node(runs, str(r.id))
+            raw = node.get("config") if node is not None else None
+            out.append((r, raw))
+        return out
+
+    pairs = with_backoff(listing, f"runs of {path}")
+    result = []
+    for r, raw in pairs:
+        if "lazy" not in kwargs:
             with_backoff(lambda r=r: (r.config, r.summary_metrics), f"config of run {r.id}")
-    return raw
+        if isinstance(raw, str | bytes | dict):
+            config = plain_config(raw)
+        else:
+            config = {
+                k: v for k, v in dict(getattr(r, "config", None) or {}).items() if k not in INTERNAL_CONFIG
+            }
+        result.append((r, config))
+    return result
 
 
 def _accepts(func: Any, name: str) -> bool:
@@ -228,16 +269,16 @@ def cloud_runs(
         api = wandb.Api(timeout=60)
     cache = cache if cache is not None else HistoryCache()
     path = f"{entity}/{project}"
-    raw = list_runs(api, path, filters or {})
+    listed = list_runs(api, path, filters or {})
     runs = []
-    for r in raw:
+    for r, config in listed:
         runs.append(
             Run(
                 id=str(r.id),
                 name=str(getattr(r, "name", None) or r.id),
                 tags=list(getattr(r, "tags", None) or []),
                 state=str(getattr(r, "state", "") or ""),
-                config=plain_config(dict(getattr(r, "config", None) or {})),
+                config=config,
                 summary={
                     k: v for k, v in dict(getattr(r, "summary_metrics", None) or {}).items() if k != "_wandb"
                 },
@@ -265,7 +306,6 @@ def cloud_table(run: Run, key: str, step: int | None) -> pd.DataFrame:
     name rebuilt from the key (W&B sanitises keys with ``/`` or spaces, and a table inside a
     nested dict is logged under its dotted path). Incremental tables concatenate their increments.
     """
-    import json
     import tempfile
     from pathlib import Path
 

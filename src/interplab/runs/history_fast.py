@@ -67,19 +67,17 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     r_first, r_n = r_first[:n_rec], r_n[:n_rec]
     rec_start = p_start[r_first].copy()
     rec_len = p_len[r_first].copy()
-    multi = np.flatnonzero(r_n > 1)
-    if len(multi):
-        # records split over blocks: join their pieces after the file bytes so every record is one span
-        joined = []
-        offset = len(data)
-        for r in multi.tolist():
-            f, n = int(r_first[r]), int(r_n[r])
-            payload = b"".join(data[p_start[i] : p_start[i] + p_len[i]] for i in range(f, f + n))
-            rec_start[r], rec_len[r] = offset, len(payload)
-            offset += len(payload)
-            joined.append(payload)
-        data = data + b"".join(joined)
-        buf = np.frombuffer(data, dtype=np.uint8)
+    if (r_n > 1).any():
+        # records split over blocks: gather every record's pieces into one new buffer (compiled,
+        # one pass) so each record is one span; wide runs have almost only such records
+        before = np.cumsum(r_n) - r_n
+        total = int(r_n.sum())
+        idx = np.arange(total, dtype=np.int64) - np.repeat(before, r_n) + np.repeat(r_first, r_n)
+        gathered, offsets = wk.gather_bytes(buf, p_start[idx], p_len[idx])
+        rec_start = offsets[before]
+        rec_len = offsets[before + r_n] - rec_start
+        buf = gathered
+        data = memoryview(gathered)  # type: ignore[assignment]  # spans are copied out as bytes
     single = np.ones(n_rec, dtype=np.bool_)
     max_keys = 1 << 16  # distinct key paths; a wider log is decoded again with room for more
     while True:
@@ -116,7 +114,7 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     is_hist = kinds == wk.KIND_HISTORY
     slow_rows: dict[int, list[tuple[str, Any]]] = {}
     for r in np.flatnonzero((kinds == wk.KIND_SLOW) | (kinds == wk.KIND_HISTORY_SLOW)).tolist():
-        record = parse_record(data[rec_start[r] : rec_start[r] + rec_len[r]])
+        record = parse_record(bytes(data[rec_start[r] : rec_start[r] + rec_len[r]]))
         if record is None:
             continue
         if record.WhichOneof("record_type") == "history":
@@ -131,7 +129,7 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     def parts(k: int) -> list[str]:
         f = int(key_first[k])
         return [
-            data[part_start[i] : part_start[i] + part_len[i]].decode("utf-8", errors="replace")
+            bytes(data[part_start[i] : part_start[i] + part_len[i]]).decode("utf-8", errors="replace")
             for i in range(f, f + int(key_count[k]))
         ]
 
@@ -162,7 +160,7 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
         for i in last.tolist():
             value = None
             if not op_remove[i]:
-                value = loads_value(data[op_vstart[i] : op_vstart[i] + op_vlen[i]])
+                value = loads_value(bytes(data[op_vstart[i] : op_vstart[i] + op_vlen[i]]))
             ops.append(
                 (int(op_rec[i]), -1_000_000_000 + i, key_parts[int(op_key[i])], value, bool(op_remove[i]))
             )
@@ -193,7 +191,7 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
 
 def _history_columns(
     buf: np.ndarray,
-    data: bytes,
+    data: bytes | memoryview,
     row_of_rec: np.ndarray,
     it_rec: np.ndarray,
     it_key: np.ndarray,
@@ -221,7 +219,7 @@ def _history_columns(
     other = np.flatnonzero(it_class == wk.V_OTHER)
     other_vals: dict[int, Any] = {}
     for i in other.tolist():
-        v = loads_value(data[it_vstart[i] : it_vstart[i] + it_vlen[i]])
+        v = loads_value(bytes(data[it_vstart[i] : it_vstart[i] + it_vlen[i]]))
         if isinstance(v, dict) and v:
             raise _Fallback("dict-valued history item")
         other_vals[i] = v

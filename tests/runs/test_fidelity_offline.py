@@ -105,6 +105,7 @@ def test_resumed_run_is_one_run_in_time_order(tmp_path: Path) -> None:
         run = init(id="res1", config={"lr": 0.1, "model": {"width": 8, "depth": 2}})
         for i in range(3):
             run.log({"loss": 10.0 - i, "first_only": i}, step=i)
+        run.log({"attn": wandb.Table(columns=["q", "w"], data=[[0, 0.5], [1, 0.25]])}, step=2)
         run.finish()
         """,
     )
@@ -135,6 +136,10 @@ def test_resumed_run_is_one_run_in_time_order(tmp_path: Path) -> None:
     assert run.state == "finished"
     diff = differing_config(fetch_runs(tmp_path))
     assert diff.set_index("_run_id").loc["res1", "cfg.lr"] == 0.05
+    # a table logged in the first folder is found there
+    from interplab.runs import get_table
+
+    assert get_table(run, "attn").to_numpy().tolist() == [[0, 0.5], [1, 0.25]]
     listed = runs_list(str(tmp_path))
     assert listed.set_index("id").loc["res1", "resumed"] == "2 folders"
     assert listed.set_index("id").loc["res1", "steps"] == 5

@@ -1,226 +1,294 @@
-"""The cloud layer driven through a small in-memory stand-in for the W&B server (no network).
+"""The cloud source against the REAL ``wandb.Api`` client (and the ``wandb-core`` service it
+drives), talking HTTP to a small W&B server on 127.0.0.1 (``tests/runs/graphql_server.py``).
 
-Only the network boundary is replaced: an object with the ``wandb.Api`` methods we call
-(``runs``, ``artifact``) whose runs answer ``scan_history``. Filter pass-through, config
-unwrapping, history at full resolution, the Parquet cache keyed by last update, back-off on
-HTTP 429 and table versions are all checked against hand-worked expectations.
+The GraphQL queries the client sends are pinned in ``wandb_queries.json`` (recorded with the
+installed wandb); a wandb upgrade that changes them fails here. Re-record after checking the new
+queries with ``INTERPLAB_RECORD_WANDB_QUERIES=1``.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+import json
+import os
+import re
+import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+import requests
 
 from interplab.common.errors import InterplabError
 from interplab.runs import fetch_runs, get_runs_data, get_table
-from interplab.runs.cloud import table_versions, with_backoff
+from interplab.runs.cloud import http_status, with_backoff
+from tests.runs.graphql_server import FakeRun, Throttle, WandbServer
+
+QUERIES_FILE = Path(__file__).with_name("wandb_queries.json")
+ATTN = "eval/attn weights"  # W&B sanitises such keys in artifact names; the row names the file
 
 
-class HTTPError(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(f"HTTP {code}")
-        self.response = type("R", (), {"status_code": code})()
+def _table_row(
+    step: int, key: str, path: str, kind: str = "table-file", inc: int | None = None
+) -> dict[str, Any]:
+    value: dict[str, Any] = {"_type": kind, "path": path, "sha256": f"{step:064x}", "ncols": 2}
+    if inc is not None:
+        value["increment_num"] = inc
+    node: dict[str, Any] = {"_step": step}
+    parts = key.split(".")
+    target = node
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+    target[parts[-1]] = value
+    return node
 
 
-@dataclass
-class ServerRun:
-    id: str
-    name: str
-    tags: list[str]
-    state: str
-    config: dict[str, Any]
-    summary_metrics: dict[str, Any]
-    rows: list[dict[str, Any]]
-    _attrs: dict[str, Any]
-    created_at: str = "2025-01-02T03:04:05Z"
-    scans: int = 0
-    fail_first: int = 0
-
-    def scan_history(self, page_size: int = 1000) -> list[dict[str, Any]]:
-        self.scans += 1
-        if self.fail_first:
-            self.fail_first -= 1
-            raise HTTPError(429)
-        return [dict(r) for r in self.rows]
+def _table_json(rows: list[list[Any]]) -> bytes:
+    return json.dumps({"columns": ["head", "weight"], "data": rows}).encode()
 
 
-@dataclass
-class Table:
-    columns: list[str]
-    data: list[list[Any]]
-
-
-@dataclass
-class Artifact:
-    tables: dict[str, Table]
-
-    def get(self, name: str) -> Table | None:
-        return self.tables.get(name)
-
-
-@dataclass
-class Server:
-    runs_list: list[ServerRun]
-    artifacts: dict[str, Artifact] = field(default_factory=dict)
-    calls: list[tuple[str, Any]] = field(default_factory=list)
-
-    def runs(self, path: str, filters: dict[str, Any] | None = None) -> list[ServerRun]:
-        self.calls.append((path, filters))
-        return list(self.runs_list)
-
-    def artifact(self, name: str) -> Artifact:
-        self.calls.append(("artifact", name))
-        if name not in self.artifacts:
-            raise ValueError(f"artifact {name} not found")
-        return self.artifacts[name]
-
-
-def _table_row(step: int, sha: str) -> dict[str, Any]:
-    return {
-        "_step": step,
-        "val_attention_weights": {
-            "_type": "table-file",
-            "path": f"media/table/t_{step}_{sha}.table.json",
-            "sha256": sha,
-        },
-    }
-
-
-def make_server() -> Server:
-    rows = [{"_step": s, "loss": 1.0 / (s + 1), "_runtime": 0.1 * s} for s in range(50)]
-    rows[7]["loss"] = math.nan
-    rows += [_table_row(50, "aaa"), _table_row(60, "aaa"), _table_row(70, "bbb")]
-    run = ServerRun(
-        id="r1",
-        name="alpha",
+def make_runs(n_extra: int = 0) -> list[FakeRun]:
+    rows = [{"_step": s, "loss": 1.0 / (s + 1), "_runtime": 0.1 * s} for s in range(2500)]
+    rows[7]["flag"] = True
+    alpha = FakeRun(
+        name="r1",
+        display_name="alpha",
         tags=["icl", "seed0"],
-        state="finished",
         config={
             "lr": {"value": 0.1, "desc": None},
-            "model": {"value": {"init": 0.01}},
-            "_wandb": {"value": {}},
+            "model": {"value": {"init": 0.01}, "desc": None},
+            "wrapper": {"value": {"value": 3}, "desc": None},  # a user value that is itself {"value": …}
+            "_wandb": {"value": {"cli_version": "0.31.0"}, "desc": None},
         },
-        summary_metrics={"loss": 0.02},
+        summary={"loss": 0.0004, "_step": 2499},
         rows=rows,
-        _attrs={"heartbeatAt": "2025-01-02T04:00:00", "historyLineCount": 53},
+        notes="first try",
     )
-    other = ServerRun(
-        id="r2",
-        name="beta",
+    beta = FakeRun(
+        name="r2",
+        display_name="beta",
         tags=["icl"],
         state="crashed",
-        config={"lr": 0.2},
-        summary_metrics={},
+        config={"lr": {"value": 0.2, "desc": None}},
+        summary={},
         rows=[{"_step": 0, "loss": 3.0}],
-        _attrs={"heartbeatAt": "x"},
+        created_at="2025-01-03T00:00:00",
     )
-    server = Server([run, other])
-    server.artifacts["ent/proj/run-r1-val_attention_weights:v0"] = Artifact(
-        {"val_attention_weights": Table(["head", "query_idx", "key_idx", "weight"], [[0, 1, 0, 0.5]])}
+    attn = [f"media/table/eval/attn weights_{s}_{s:04x}.table.json" for s in (10, 20)]
+    heads = "media/table/probe/heads_20_beef.table.json"
+    preds = [f"media/table/preds_{s}_{s:04x}.table.json" for s in (10, 20)]
+    gamma = FakeRun(
+        name="r3",
+        display_name="gamma",
+        tags=["tables"],
+        config={"lr": {"value": 0.3, "desc": None}},
+        rows=[
+            {"_step": 0, "loss": 1.0},
+            {
+                **_table_row(10, ATTN, attn[0]),
+                **_table_row(10, "preds", preds[0], "incremental-table-file", 0),
+            },
+            {
+                **_table_row(20, ATTN, attn[1]),
+                **_table_row(20, "probe.heads", heads),
+                **_table_row(20, "preds", preds[1], "incremental-table-file", 1),
+            },
+        ],
+        files={
+            attn[0]: _table_json([[0, 0.5]]),
+            attn[1]: _table_json([[1, 0.25]]),
+            heads: _table_json([[7, 0.75]]),
+            preds[0]: _table_json([[0, 1.0], [1, 2.0]]),
+            preds[1]: _table_json([[2, 3.0]]),
+        },
+        created_at="2025-01-04T00:00:00",
     )
-    server.artifacts["ent/proj/run-r1-val_attention_weights:v1"] = Artifact(
-        {"val_attention_weights": Table(["head", "query_idx", "key_idx", "weight"], [[1, 1, 1, 0.25]])}
-    )
-    return server
+    extra = [
+        FakeRun(
+            name=f"x{i:02d}",
+            display_name=f"extra{i}",
+            tags=["bulk"],
+            rows=[{"_step": 0, "loss": float(i)}],
+            created_at=f"2025-02-{i % 28 + 1:02d}T00:00:00",
+        )
+        for i in range(n_extra)
+    ]
+    return [alpha, beta, gamma, *extra]
 
 
-def test_filters_go_to_the_server_and_runs_come_back_unwrapped() -> None:
-    server = make_server()
-    runs = fetch_runs(
-        "wandb:ent/proj", tags_any=["icl"], extra_filters={"config.lr": {"$lt": 0.15}}, api=server
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The test server with its runs; the wandb client pointed at it with a dummy API key."""
+    with WandbServer(make_runs()) as srv:
+        monkeypatch.setenv("WANDB_BASE_URL", srv.url)
+        monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+        monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+        monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+        monkeypatch.setenv("WANDB_SILENT", "true")
+        yield srv
+        assert srv.unknown == [], f"the client sent queries the test server does not know: {srv.unknown}"
+
+
+def _api() -> Any:
+    import wandb
+
+    return wandb.Api(timeout=20)
+
+
+def test_listing_filters_go_to_the_server_with_full_runs(server: WandbServer) -> None:
+    runs = fetch_runs("wandb:ent/proj", tags_any=["icl"], extra_filters={"config.lr": {"$lt": 0.15}})
+    (listing,) = server.queries("Runs")
+    variables = listing["variables"]
+    assert json.loads(variables["filters"]) == {
+        "$and": [{"tags": {"$in": ["icl"]}}, {"config.lr": {"$lt": 0.15}}]
+    }
+    assert (variables["entity"], variables["project"]) == ("ent", "proj")
+    # full runs in the listing: config and summary come with it, no request per run afterwards
+    assert "...RunFragment" in listing["query"] and "LightweightRunFragment" not in listing["query"]
+    assert "Run" not in server.ops()
+    (r1,) = runs
+    assert (r1.id, r1.name, r1.tags, r1.state, r1.notes) == (
+        "r1",
+        "alpha",
+        ["icl", "seed0"],
+        "finished",
+        "first try",
     )
-    assert server.calls[0] == (
-        "ent/proj",
-        {"$and": [{"tags": {"$in": ["icl"]}}, {"config.lr": {"$lt": 0.15}}]},
-    )
-    r1 = runs[0]
-    assert (r1.id, r1.name, r1.tags, r1.state) == ("r1", "alpha", ["icl", "seed0"], "finished")
-    assert r1.config == {"lr": 0.1, "model": {"init": 0.01}}
-    assert r1.summary == {"loss": 0.02}
+    # the client takes "value" out once; a user value that is itself {"value": 3} stays
+    assert r1.config == {"lr": 0.1, "model": {"init": 0.01}, "wrapper": {"value": 3}}
+    assert r1.summary == {"loss": 0.0004, "_step": 2499}
     assert (r1.entity, r1.project, r1.source) == ("ent", "proj", "wandb:ent/proj")
     assert r1.created_at is not None and r1.created_at.year == 2025
-    fetch_runs("wandb:ent/proj", api=server)
-    assert server.calls[-1] == ("ent/proj", {})
-    with pytest.raises(InterplabError, match=r"unknown filter operator '\$bogus'"):
-        fetch_runs("wandb:ent/proj", extra_filters={"state": {"$bogus": 1}}, api=server)
     with pytest.raises(InterplabError, match="expected wandb:ENTITY/PROJECT"):
-        fetch_runs("wandb:just-an-entity", api=server)
+        fetch_runs("wandb:just-an-entity")
 
 
-def test_full_history_and_cache_by_last_update(runs_cache_dir) -> None:
-    server = make_server()
-    runs = fetch_runs("wandb:ent/proj", api=server)
-    assert [r.scans for r in server.runs_list] == [1, 1]
-    df = get_runs_data(runs, ["loss"])
-    alpha = df[df["_run_name"] == "alpha"]
-    assert alpha["_step"].tolist() == list(range(50))  # every row, table rows have no loss
-    assert math.isnan(alpha["loss"].iloc[7])  # a logged NaN keeps its row
-    assert alpha["loss"].iloc[3] == 0.25
-    assert alpha["cfg.model.init"].iloc[0] == 0.01
-    # a second session: same last update → no history request
-    server2 = make_server()
-    runs2 = fetch_runs("wandb:ent/proj", api=server2)
-    assert [r.scans for r in server2.runs_list] == [0, 0]
-    pd.testing.assert_frame_equal(runs2[0].history(), runs[0].history())
+def test_pagination_and_full_history_pages(server: WandbServer, runs_cache_dir: Path) -> None:
+    server.runs.extend(make_runs(n_extra=55)[3:])  # 58 runs: two pages of 50
+    runs = fetch_runs("wandb:ent/proj")
+    assert len(runs) == 58
+    cursors = [q["variables"]["cursor"] for q in server.queries("Runs")]
+    assert cursors == [None, "49"]
+    alpha = next(r for r in runs if r.id == "r1")
+    pages = [q["variables"] for q in server.queries("HistoryPage") if q["variables"]["run"] == "r1"]
+    assert [(p["minStep"], p["maxStep"]) for p in pages] == [(0, 1000), (1000, 2000), (2000, 2500)]
+    df = get_runs_data([alpha], ["loss"])
+    assert df["_step"].tolist() == list(range(2500))  # every row, no sampling
+    assert df["loss"].tolist() == [1.0 / (s + 1) for s in range(2500)]
+    assert df["cfg.model.init"].iloc[0] == 0.01
+    # a second session with the run unchanged reads the Parquet cache: no history request
+    n_pages = len(server.queries("HistoryPage"))
+    again = fetch_runs("wandb:ent/proj", tags_any=["seed0"])
+    pd.testing.assert_frame_equal(again[0].history(), alpha.history())
+    assert len(server.queries("HistoryPage")) == n_pages
     # the run moved on → fetched again
-    server3 = make_server()
-    server3.runs_list[0]._attrs["heartbeatAt"] = "2025-01-02T05:00:00"
-    fetch_runs("wandb:ent/proj", api=server3)
-    assert [r.scans for r in server3.runs_list] == [1, 0]
+    server.run("r1").heartbeat_at = "2025-01-02T05:00:00"
+    fetch_runs("wandb:ent/proj", tags_any=["seed0"])
+    assert len(server.queries("HistoryPage")) == n_pages + 3
 
 
-def test_rate_limit_backs_off_then_succeeds() -> None:
-    server = make_server()
-    server.runs_list[0].fail_first = 2
-    import interplab.runs.cloud as cloud
+def test_tables_come_from_the_file_the_history_row_names(server: WandbServer) -> None:
+    (r3,) = fetch_runs("wandb:ent/proj", tags_any=["tables"])
+    assert get_table(r3, ATTN, step=10).values.tolist() == [[0, 0.5]]
+    assert get_table(r3, ATTN).values.tolist() == [[1, 0.25]]
+    assert get_table(r3, "probe.heads").values.tolist() == [[7, 0.75]]  # a table inside a nested dict
+    assert get_table(r3, "preds", step=10).values.tolist() == [[0, 1.0], [1, 2.0]]
+    assert get_table(r3, "preds").values.tolist() == [[0, 1.0], [1, 2.0], [2, 3.0]]  # increments joined
+    asked = [name for q in server.queries("RunFiles") for name in q["variables"]["fileNames"]]
+    assert "media/table/eval/attn weights_10_000a.table.json" in asked
+    assert "media/table/probe/heads_20_beef.table.json" in asked
+    assert not [op for op in server.ops() if "rtifact" in op]
+    with pytest.raises(InterplabError, match="steps: 10, 20"):
+        get_table(r3, ATTN, step=15)
 
+
+def test_rate_limit_with_retry_after_is_waited_out(server: WandbServer) -> None:
+    server.throttles += [Throttle("Runs", 2, retry_after="1"), Throttle("HistoryPage", 1, retry_after="1")]
+    t0 = time.monotonic()
+    runs = fetch_runs("wandb:ent/proj", tags_any=["seed0"])
+    elapsed = time.monotonic() - t0
+    assert [r.id for r in runs] == ["r1"] and len(runs[0].history()) == 2500
+    assert len(server.queries("Runs")) == 3  # two 429s, then the answer
+    assert elapsed >= 2.5  # Retry-After: 1 s honoured three times
+
+
+def test_reused_api_gives_a_fresh_listing(server: WandbServer) -> None:
+    api = _api()
+    first = fetch_runs("wandb:ent/proj", tags_any=["icl"], api=api)
+    assert sorted(r.id for r in first) == ["r1", "r2"]
+    server.run("r2").state = "finished"
+    server.runs.append(
+        FakeRun(name="r9", display_name="late", tags=["icl"], rows=[{"_step": 0, "loss": 1.0}])
+    )
+    second = fetch_runs("wandb:ent/proj", tags_any=["icl"], api=api)
+    assert sorted(r.id for r in second) == ["r1", "r2", "r9"]
+    assert next(r for r in second if r.id == "r2").state == "finished"
+
+
+def test_only_retryable_http_statuses_are_retried(server: WandbServer) -> None:
+    # a 404 whose message mentions 500 is not retried (the status decides, not the text)
+    server.status_errors["Runs"] = [404]
     delays: list[float] = []
-    original = cloud.with_backoff
-    cloud.with_backoff = lambda call, what, **kw: original(call, what, sleep=delays.append, **kw)  # type: ignore[assignment]
-    try:
-        runs = fetch_runs("wandb:ent/proj", api=server)
-    finally:
-        cloud.with_backoff = original  # type: ignore[assignment]
-    assert server.runs_list[0].scans == 3
-    assert delays == [1.0, 2.0]
-    assert len(runs[0].history()) == 53
+    api = _api()
+    with pytest.raises(Exception) as err:
+        with_backoff(lambda: list(api.runs("ent/proj", lazy=False)), "runs", sleep=delays.append)
+    assert http_status(err.value) == 404 and "500" in str(err.value)
+    assert delays == [] and len(server.queries("Runs")) == 1
 
+    def http_error(code: int, retry_after: str | None = None) -> requests.HTTPError:
+        response = requests.Response()
+        response.status_code = code
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
+        return requests.HTTPError(f"HTTP {code}", response=response)
 
-def test_with_backoff_limits() -> None:
-    delays: list[float] = []
     calls = {"n": 0}
 
-    def always_429() -> None:
+    def flaky() -> str:
         calls["n"] += 1
-        raise HTTPError(429)
+        if calls["n"] <= 2:
+            raise http_error(503 if calls["n"] == 1 else 429, retry_after="7")
+        return "ok"
 
-    with pytest.raises(HTTPError):
-        with_backoff(always_429, "x", retries=3, sleep=delays.append)
-    assert calls["n"] == 4 and delays == [1.0, 2.0, 4.0]
-
-    def not_found() -> None:
-        raise HTTPError(404)
-
+    assert with_backoff(flaky, "x", sleep=delays.append) == "ok"
+    assert delays == [7.0, 7.0]  # Retry-After wins over 1 s, 2 s
     delays.clear()
-    with pytest.raises(HTTPError):
-        with_backoff(not_found, "x", sleep=delays.append)
-    assert delays == []  # only rate limits and server errors are retried
+
+    def always_429() -> None:
+        raise http_error(429)
+
+    with pytest.raises(requests.HTTPError):
+        with_backoff(always_429, "x", retries=3, sleep=delays.append)
+    assert delays == [1.0, 2.0, 4.0]
+    delays.clear()
+
+    def text_only() -> None:
+        raise RuntimeError("HTTP 500 somewhere in a message")
+
+    with pytest.raises(RuntimeError):
+        with_backoff(text_only, "x", sleep=delays.append)
+    assert delays == []
 
 
-def test_table_from_artifact_version() -> None:
-    assert table_versions(pd.DataFrame(), ["a", "a", "b", "b", "c"]) == [0, 0, 1, 1, 2]
-    assert table_versions(pd.DataFrame(), [None, None]) == [0, 1]
-    server = make_server()
-    (r1, _) = fetch_runs("wandb:ent/proj", api=server)
-    t60 = get_table(r1, "val_attention_weights", step=60)  # same content as step 50 → v0
-    assert server.calls[-1] == ("artifact", "ent/proj/run-r1-val_attention_weights:v0")
-    assert t60.values.tolist() == [[0, 1, 0, 0.5]]
-    last = get_table(r1)
-    assert server.calls[-1] == ("artifact", "ent/proj/run-r1-val_attention_weights:v1")
-    assert last.columns.tolist() == ["head", "query_idx", "key_idx", "weight"]
-    with pytest.raises(InterplabError, match=r"steps: 50, 60, 70"):
-        get_table(r1, step=55)
+def _normalize(query: str) -> str:
+    return re.sub(r"\s+", " ", query).strip()
+
+
+def test_the_queries_the_client_sends_are_the_recorded_ones(server: WandbServer) -> None:
+    import wandb
+
+    runs = fetch_runs("wandb:ent/proj", tags_any=["tables"])
+    get_table(runs[0], ATTN)
+    sent: dict[str, str] = {}
+    for q in server.requests:
+        if q.get("op"):
+            sent.setdefault(q["op"], _normalize(q["query"]))
+    if os.environ.get("INTERPLAB_RECORD_WANDB_QUERIES"):
+        QUERIES_FILE.write_text(json.dumps({"wandb": wandb.__version__, "queries": sent}, indent=1) + "\n")
+    recorded = json.loads(QUERIES_FILE.read_text())
+    assert set(sent) == set(recorded["queries"]), (
+        f"wandb {wandb.__version__} sends other queries than wandb {recorded['wandb']} did: "
+        f"{sorted(set(sent) ^ set(recorded['queries']))}"
+    )
+    for op, text in sent.items():
+        assert text == recorded["queries"][op], f"query {op} changed since wandb {recorded['wandb']}"

@@ -15,6 +15,7 @@ from interplab.runs.cache import HistoryCache
 from interplab.runs.filters import combine_filters, filter_runs
 from interplab.runs.frames import run_frame
 from interplab.runs.run import Run
+from interplab.runs.runlist import RunList
 
 
 def is_cloud_source(source: str | Path) -> bool:
@@ -50,7 +51,8 @@ def fetch_runs(
     from interplab.runs.offline import offline_runs
 
     path = str(source).removeprefix("offline:") if isinstance(source, str) else source
-    return filter_runs(offline_runs(path, cache=cache), flt)
+    found = offline_runs(path, cache=cache)
+    return RunList(filter_runs(found, flt), found.skipped)
 
 
 def find_run(runs: list[Run], ident: str) -> Run:

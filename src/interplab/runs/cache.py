@@ -70,6 +70,30 @@ def cloud_key(entity: str, project: str, run_id: str, updated_at: str) -> CacheK
     return CacheKey(f"wandb/{entity}/{project}", run_id, _digest(updated_at or "unknown"))
 
 
+def _arrow_columns(history: pd.DataFrame, json_cols: set[Any]) -> dict[Any, Any]:
+    """One Arrow array per column, in column order: JSON text for ``json_cols``, else the values.
+
+    Columns of one dtype are taken out as one 2-D block (a wide run has tens of thousands of
+    columns; going through ``history[col]`` one by one costs far more than the data).
+    """
+    import pyarrow as pa
+
+    out: dict[Any, Any] = {}
+    by_dtype: dict[Any, list[Any]] = {}
+    for col, dtype in history.dtypes.items():
+        if col in json_cols:
+            values = history[col].to_numpy(dtype=object)
+            out[col] = pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
+        else:
+            by_dtype.setdefault(dtype, []).append(col)
+    for cols in by_dtype.values():
+        positions = [history.columns.get_loc(c) for c in cols]
+        block = history.iloc[:, positions].to_numpy()
+        for j, col in enumerate(cols):
+            out[col] = pa.array(np.ascontiguousarray(block[:, j]))
+    return {col: out[col] for col in history.columns}
+
+
 class HistoryCache:
     """Load and store (history DataFrame, meta dict) pairs under a cache root."""
 
@@ -120,16 +144,12 @@ class HistoryCache:
 
         from interplab.common.atomic import atomic_path
 
-        frame = pd.DataFrame(index=history.index)
-        json_cols = []
-        for col in history.columns:
-            series = history[col]
-            if series.dtype == object or isinstance(series.dtype, pd.StringDtype):
-                json_cols.append(col)
-                frame[col] = [None if v is None else json.dumps(v) for v in series.to_numpy(dtype=object)]
-            else:
-                frame[col] = series
-        table = pa.Table.from_pandas(frame, preserve_index=False)
+        json_cols = [
+            c for c, t in history.dtypes.items() if t == np.dtype(object) or isinstance(t, pd.StringDtype)
+        ]
+        table = pa.Table.from_arrays(
+            list(_arrow_columns(history, set(json_cols)).values()), names=[str(c) for c in history.columns]
+        )
         table = table.replace_schema_metadata(
             {
                 **(table.schema.metadata or {}),

@@ -44,6 +44,16 @@ def _print_frame(df, title: str) -> None:  # type: ignore[no-untyped-def]
     console.print(table)
 
 
+def _echo_skipped(df) -> None:  # type: ignore[no-untyped-def]
+    from interplab.runs.runlist import skipped_lines
+
+    lines = skipped_lines(df)
+    if lines:
+        typer.echo(f"skipped {len(lines)} run(s) with no logged data:")
+        for line in lines:
+            typer.echo(f"  {line}")
+
+
 @app.command("list")
 def list_command(
     source: str = typer.Argument(..., help=SOURCE_HELP),
@@ -58,6 +68,12 @@ def list_command(
 
     df = runs_list(source, tag, filter, metric)
     _print_frame(df, f"{len(df)} runs in {source}")
+    if df.attrs.get("summary_derived"):
+        typer.echo(
+            "summary derived from the last logged values (no summary in the log): "
+            + ", ".join(df.attrs["summary_derived"])
+        )
+    _echo_skipped(df)
 
 
 @app.command("diff")
@@ -92,6 +108,7 @@ def export_command(
 
     df = runs_export(source, metrics, out, tag, filter, step_key)
     typer.echo(f"wrote {out} ({len(df)} rows, {df['_run_id'].nunique()} runs)")
+    _echo_skipped(df)
 
 
 @app.command("plot")
@@ -139,6 +156,8 @@ def plot_command(
         ci,
     )
     typer.echo("wrote " + ", ".join(map(str, result.files)))
+    for line in result.skipped:
+        typer.echo(f"skipped (no logged data): {line}")
 
 
 @app.command("heads")

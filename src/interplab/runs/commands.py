@@ -13,10 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from interplab.common.errors import InterplabError
 from interplab.runs.run import Run
+from interplab.runs.runlist import SKIPPED_ATTR, skipped_lines, skipped_of
 
 EXPORT_SUFFIXES = (".parquet", ".csv")
 
@@ -83,7 +85,10 @@ def runs_frame(runs: Sequence[Run], metrics: Sequence[str] = ()) -> pd.DataFrame
             value = run.summary.get(m)
             row[m] = value if isinstance(value, int | float | str | bool) or value is None else str(value)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["id", "name", "state", "tags", "steps", *metrics])
+    df = pd.DataFrame(rows, columns=["id", "name", "state", "tags", "steps", *metrics])
+    if any(len(r.segments) > 1 for r in runs):  # resumed runs: how many folders were merged
+        df.insert(5, "resumed", [f"{len(r.segments)} folders" if len(r.segments) > 1 else "" for r in runs])
+    return df
 
 
 def runs_list(
@@ -97,9 +102,18 @@ def runs_list(
     chosen = split_values(metrics)
     for m in chosen:
         if not any(m in r.summary for r in runs):
-            keys = sorted({k for r in runs for k, v in r.summary.items() if isinstance(v, int | float)})
-            raise InterplabError(f"unknown summary metric {m!r}; summary keys: {', '.join(keys) or '(none)'}")
-    return runs_frame(runs, chosen)
+            from interplab.runs.summary import unknown_key_message
+
+            keys = {k for r in runs for k, v in r.summary.items() if isinstance(v, int | float)}
+            raise InterplabError(unknown_key_message("summary metric", m, keys))
+    df = runs_frame(runs, chosen)
+    derived = [r.id for r in runs if r.summary_source != "logged"]
+    if derived:  # crashed runs whose log holds no summary: the last logged values stand in
+        df.attrs["summary_derived"] = derived
+    skipped = skipped_of(runs)
+    if skipped:
+        df.attrs[SKIPPED_ATTR] = [s.as_dict() for s in skipped]
+    return df
 
 
 def runs_diff(source: str, tags: Sequence[str] | None = None, filter_json: str | None = None) -> pd.DataFrame:
@@ -114,12 +128,28 @@ def _check_suffix(out: Path, allowed: Sequence[str], what: str) -> None:
         raise InterplabError(f"{what} {out} must end in {' or '.join(allowed)}")
 
 
+def nullable_bools(df: pd.DataFrame) -> pd.DataFrame:
+    """Object columns holding only booleans and gaps as pandas' nullable ``boolean``, so Parquet
+    stores booleans with nulls and CSV writes ``True``/``False``/empty — the same values in both."""
+    fix = {}
+    for col in df.columns:
+        if df[col].dtype == object:
+            values = df[col].to_numpy()
+            present = [v for v in values if v is not None and not (isinstance(v, float) and v != v)]
+            if present and all(isinstance(v, bool | np.bool_) for v in present):
+                fix[col] = pd.array(
+                    [None if v is None or v != v else bool(v) for v in values], dtype="boolean"
+                )
+    return df.assign(**fix) if fix else df
+
+
 def write_frame(df: pd.DataFrame, out: str | os.PathLike[str]) -> Path:
     """Write ``df`` atomically as Parquet or CSV (by suffix)."""
     from interplab.common.atomic import write_parquet, write_text
 
     path = Path(out)
     _check_suffix(path, EXPORT_SUFFIXES, "--out")
+    df = nullable_bools(df)
     if path.suffix.lower() == ".csv":
         return write_text(path, df.to_csv(index=False))
     frame = df.copy()
@@ -175,6 +205,8 @@ class PlotResult:
 
     files: list[Path]
     figure: Any
+    #: one line per run left out because it logged nothing
+    skipped: list[str] = dataclasses.field(default_factory=list)
 
 
 def runs_plot(
@@ -230,7 +262,7 @@ def runs_plot(
         band=band,
         ci=ci,
     )
-    return PlotResult(save_figure(fig, path), fig)
+    return PlotResult(save_figure(fig, path), fig, skipped_lines(runs))
 
 
 def run_tables(

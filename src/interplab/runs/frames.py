@@ -13,6 +13,7 @@ import pandas as pd
 from interplab.common.errors import InterplabError
 from interplab.runs.records import flatten, logged_mask
 from interplab.runs.run import Run
+from interplab.runs.runlist import SKIPPED_ATTR, skipped_of
 
 RUN_ID = "_run_id"
 RUN_NAME = "_run_name"
@@ -100,7 +101,11 @@ def get_runs_data(
         for key in keys:
             col = f"{config_prefix}{config_sep}{key}" if config_prefix else key
             data[col] = _repeat_values([f.get(key, _NOT_SET) for f in flats], lengths)
-    return pd.DataFrame(data, index=pd.RangeIndex(int(lengths.sum())), copy=False)
+    df = pd.DataFrame(data, index=pd.RangeIndex(int(lengths.sum())), copy=False)
+    skipped = skipped_of(runs)
+    if skipped:
+        df.attrs[SKIPPED_ATTR] = [s.as_dict() for s in skipped]
+    return df
 
 
 _NOT_SET = object()

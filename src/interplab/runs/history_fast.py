@@ -12,6 +12,7 @@ by the reference path instead.
 from __future__ import annotations
 
 import logging
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -66,21 +67,19 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     r_first, r_n = r_first[:n_rec], r_n[:n_rec]
     rec_start = p_start[r_first].copy()
     rec_len = p_len[r_first].copy()
-    multi = np.flatnonzero(r_n > 1)
-    if len(multi):
-        # records split over blocks: join their pieces after the file bytes so every record is one span
-        joined = []
-        offset = len(data)
-        for r in multi.tolist():
-            f, n = int(r_first[r]), int(r_n[r])
-            payload = b"".join(data[p_start[i] : p_start[i] + p_len[i]] for i in range(f, f + n))
-            rec_start[r], rec_len[r] = offset, len(payload)
-            offset += len(payload)
-            joined.append(payload)
-        data = data + b"".join(joined)
-        buf = np.frombuffer(data, dtype=np.uint8)
+    if (r_n > 1).any():
+        # records split over blocks: gather every record's pieces into one new buffer (compiled,
+        # one pass) so each record is one span; wide runs have almost only such records
+        before = np.cumsum(r_n) - r_n
+        total = int(r_n.sum())
+        idx = np.arange(total, dtype=np.int64) - np.repeat(before, r_n) + np.repeat(r_first, r_n)
+        gathered, offsets = wk.gather_bytes(buf, p_start[idx], p_len[idx])
+        rec_start = offsets[before]
+        rec_len = offsets[before + r_n] - rec_start
+        buf = gathered
+        data = memoryview(gathered)  # type: ignore[assignment]  # spans are copied out as bytes
     single = np.ones(n_rec, dtype=np.bool_)
-    max_keys = 4096
+    max_keys = 1 << 16  # distinct key paths; a wider log is decoded again with room for more
     while True:
         out = wk.decode_records(buf, rec_start, rec_len, single, max_keys)
         if not out[-1]:  # no overflow
@@ -115,7 +114,7 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     is_hist = kinds == wk.KIND_HISTORY
     slow_rows: dict[int, list[tuple[str, Any]]] = {}
     for r in np.flatnonzero((kinds == wk.KIND_SLOW) | (kinds == wk.KIND_HISTORY_SLOW)).tolist():
-        record = parse_record(data[rec_start[r] : rec_start[r] + rec_len[r]])
+        record = parse_record(bytes(data[rec_start[r] : rec_start[r] + rec_len[r]]))
         if record is None:
             continue
         if record.WhichOneof("record_type") == "history":
@@ -130,7 +129,7 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     def parts(k: int) -> list[str]:
         f = int(key_first[k])
         return [
-            data[part_start[i] : part_start[i] + part_len[i]].decode("utf-8", errors="replace")
+            bytes(data[part_start[i] : part_start[i] + part_len[i]]).decode("utf-8", errors="replace")
             for i in range(f, f + int(key_count[k]))
         ]
 
@@ -161,11 +160,11 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
         for i in last.tolist():
             value = None
             if not op_remove[i]:
-                value = loads_value(data[op_vstart[i] : op_vstart[i] + op_vlen[i]])
+                value = loads_value(bytes(data[op_vstart[i] : op_vstart[i] + op_vlen[i]]))
             ops.append(
                 (int(op_rec[i]), -1_000_000_000 + i, key_parts[int(op_key[i])], value, bool(op_remove[i]))
             )
-    ops.sort(key=lambda o: (o[0], o[1]))
+    ops.sort(key=itemgetter(0, 1))
     summary = builder.log.summary
     for _, _, path_parts, value, remove in ops:
         if remove:
@@ -192,7 +191,7 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
 
 def _history_columns(
     buf: np.ndarray,
-    data: bytes,
+    data: bytes | memoryview,
     row_of_rec: np.ndarray,
     it_rec: np.ndarray,
     it_key: np.ndarray,
@@ -220,7 +219,7 @@ def _history_columns(
     other = np.flatnonzero(it_class == wk.V_OTHER)
     other_vals: dict[int, Any] = {}
     for i in other.tolist():
-        v = loads_value(data[it_vstart[i] : it_vstart[i] + it_vlen[i]])
+        v = loads_value(bytes(data[it_vstart[i] : it_vstart[i] + it_vlen[i]]))
         if isinstance(v, dict) and v:
             raise _Fallback("dict-valued history item")
         other_vals[i] = v
@@ -232,7 +231,10 @@ def _history_columns(
         first = key_first_item[uniq]
         rec_first_item = np.searchsorted(it_rec, it_rec[first])
         for k, i, f in zip(uniq.tolist(), first.tolist(), rec_first_item.tolist(), strict=True):
-            order_key[key_names[k]] = (int(rows[i]), i - f)
+            # key paths that join to one dotted name share a column placed where the first of them was seen
+            here = (int(rows[i]), i - f)
+            seen = order_key.get(key_names[k])
+            order_key[key_names[k]] = here if seen is None else min(seen, here)
     slow_by_key: dict[str, tuple[list[int], list[Any]]] = {}
     for r, items in slow_rows.items():
         row = int(row_of_rec[r])
@@ -249,12 +251,18 @@ def _history_columns(
     small = it_key.astype(np.int16) if len(key_names) < 2**15 else it_key
     by_key = np.argsort(small, kind="stable")
     bounds = np.searchsorted(it_key[by_key], np.arange(len(key_names) + 1))
+    ids_of_name: dict[str, list[int]] = {}  # key ids per dotted name (several when paths collide)
+    for k, name in enumerate(key_names):
+        ids_of_name.setdefault(name, []).append(k)
     columns: dict[str, tuple[np.ndarray, Any]] = {}
     for name in sorted(order_key, key=order_key.__getitem__):
-        ks = [k for k in range(len(key_names)) if key_names[k] == name] if name in key_names else []
-        idx = np.concatenate([by_key[bounds[k] : bounds[k + 1]] for k in ks]) if ks else np.zeros(0, np.int64)
-        if len(ks) > 1:
-            idx = np.sort(idx)
+        ks = ids_of_name.get(name, [])
+        if len(ks) == 1:
+            idx = by_key[bounds[ks[0]] : bounds[ks[0] + 1]]
+        elif ks:
+            idx = np.sort(np.concatenate([by_key[bounds[k] : bounds[k + 1]] for k in ks]))
+        else:
+            idx = np.zeros(0, np.int64)
         slow = slow_by_key.get(name)
         cls = it_class[idx]
         if slow is None and not (cls == wk.V_OTHER).any():

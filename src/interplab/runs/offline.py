@@ -15,9 +15,10 @@ from pathlib import Path
 
 from interplab.common.errors import InterplabError
 from interplab.runs.cache import HistoryCache, offline_key
-from interplab.runs.leveldb_log import read_log_bytes, scan_log
+from interplab.runs.leveldb_log import FILE_HEADER_LEN, read_log_bytes, scan_log
 from interplab.runs.records import RunLog, RunLogBuilder
 from interplab.runs.run import Run
+from interplab.runs.runlist import RunList, SkippedRun
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +132,8 @@ def offline_state(log: RunLog, log_file: Path, now: float | None = None) -> str:
     return "running" if age < RUNNING_WINDOW_S else "crashed"
 
 
-def run_from_log(log: RunLog, log_file: Path, source: str) -> Run:
-    """A :class:`Run` whose history is the decoded one."""
+def run_from_log(log: RunLog, log_file: Path, source: str, segments: list[Path] | None = None) -> Run:
+    """A :class:`Run` whose history is the decoded one (``segments``: every log of a resumed run)."""
     folder = log_file.parent
     return Run(
         id=log.run_id,
@@ -147,24 +148,62 @@ def run_from_log(log: RunLog, log_file: Path, source: str) -> Run:
         entity=log.entity,
         group=log.group,
         job_type=log.job_type,
+        notes=log.notes,
         created_at=log.start_time,
         log_file=log_file,
         files_dir=folder / "files",
+        segments=list(segments or [log_file]),
         _history=log.history,
     )
 
 
-def offline_runs(source: str | Path, cache: HistoryCache | None = None) -> list[Run]:
-    """Every run under ``source``, read through the cache, in start-time order."""
+def load_or_skip(log_file: Path, cache: HistoryCache) -> RunLog | SkippedRun:
+    """The decoded log, or why the run is skipped: a log shorter than its header (a 0-byte file)
+    or one without a single history row (the run died before its first ``log``)."""
+    run_id = log_file.stem.removeprefix("run-")
+    size = log_file.stat().st_size
+    if size < FILE_HEADER_LEN:
+        return SkippedRun(log_file, run_id, f"{size}-byte log: the run wrote nothing")
+    log = load_log(log_file, cache)
+    if len(log.history) == 0:
+        return SkippedRun(
+            log_file, log.run_id or run_id, "no logged step: the run ended before its first log"
+        )
+    return log
+
+
+def offline_runs(source: str | Path, cache: HistoryCache | None = None) -> RunList:
+    """Every run under ``source``, read through the cache, in start-time order.
+
+    Logs of one run id (a resumed run) are merged into one run; runs without any logged row are
+    skipped with one warning each and listed in ``RunList.skipped``.
+    """
+    from interplab.runs.resume import group_segments, merge_segments
+    from interplab.runs.summary import SUMMARY_DERIVED, derive_summary
+
     cache = cache if cache is not None else HistoryCache()
     label = f"offline:{Path(source).expanduser()}"
     logs = discover_logs(source)
     workers = max(1, min(len(logs), os.cpu_count() or 1, MAX_THREADS))
     if workers == 1:
-        decoded = [load_log(f, cache) for f in logs]
+        decoded = [load_or_skip(f, cache) for f in logs]
     else:  # the compiled kernels and Arrow release the GIL, so threads use every core
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            decoded = list(pool.map(lambda f: load_log(f, cache), logs))
-    runs = [run_from_log(log, f, label) for log, f in zip(decoded, logs, strict=True)]
+            decoded = list(pool.map(lambda f: load_or_skip(f, cache), logs))
+    skipped = [d for d in decoded if isinstance(d, SkippedRun)]
+    for s in skipped:
+        logger.warning("skipped run %s", s.describe())
+    good = [(d, f) for d, f in zip(decoded, logs, strict=True) if isinstance(d, RunLog)]
+    runs = []
+    for group in group_segments(good):
+        files = [f for _, f in group]
+        if len(group) > 1:
+            logger.info("run %s: merged %d resumed segments (%s)", group[0][0].run_id, len(group), files)
+        run = run_from_log(merge_segments([g for g, _ in group]), files[-1], label, files)
+        if not run.summary:
+            run.summary = derive_summary(run.history())
+            run.summary_source = SUMMARY_DERIVED
+            logger.info("run %s: no summary in the log; derived from the last logged values", run.label)
+        runs.append(run)
     runs.sort(key=lambda r: (r.created_at is None, r.created_at or 0, r.id))
-    return runs
+    return RunList(runs, skipped)

@@ -206,6 +206,28 @@ def _nan_rows(rows: np.ndarray, vals: Any) -> list[int]:
     ]
 
 
+#: above this many columns a frame is built one 2-D block per dtype (pandas' per-column path is slow)
+WIDE_COLUMNS = 256
+
+
+def frame_from_columns(data: dict[str, np.ndarray], n_rows: int) -> pd.DataFrame:
+    """A DataFrame of 1-D arrays in the given column order; wide ones are built per dtype block."""
+    index = pd.RangeIndex(n_rows)
+    if len(data) <= WIDE_COLUMNS:
+        return pd.DataFrame(data, index=index)
+    groups: dict[np.dtype, list[str]] = {}
+    for k, arr in data.items():
+        groups.setdefault(arr.dtype, []).append(k)
+    parts = []
+    for dtype, keys in groups.items():
+        block = np.empty((n_rows, len(keys)), dtype=dtype)
+        for j, k in enumerate(keys):
+            block[:, j] = data[k]
+        parts.append(pd.DataFrame(block, columns=pd.Index(keys, dtype=object), index=index, copy=False))
+    df = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1, copy=False)
+    return df.loc[:, list(data)] if list(df.columns) != list(data) else df
+
+
 def build_history_frame(n_rows: int, columns: dict[str, tuple[np.ndarray, Any]]) -> pd.DataFrame:
     """One DataFrame from per-key columns; ``_step`` first, then keys in first-seen order.
 
@@ -214,7 +236,7 @@ def build_history_frame(n_rows: int, columns: dict[str, tuple[np.ndarray, Any]])
     """
     data = {k: column_from_values(n_rows, rows, vals) for k, (rows, vals) in columns.items()}
     order = sorted(data, key=lambda k: (k != "_step",))
-    df = pd.DataFrame({k: data[k] for k in order}, index=pd.RangeIndex(n_rows))
+    df = frame_from_columns({k: data[k] for k in order}, n_rows)
     nan_rows = {k: r for k, (rows, vals) in columns.items() if (r := _nan_rows(rows, vals))}
     df.attrs[LOGGED_NAN] = nan_rows
     return df
@@ -299,9 +321,9 @@ class RunLogBuilder:
         log.entity = run.entity or log.entity
         log.group = run.run_group or log.group
         log.job_type = run.job_type or log.job_type
-        log.notes = run.notes or log.notes
-        if len(run.tags):
-            log.tags = list(run.tags)
+        # every run record is a full snapshot of these fields: the last one wins, even when empty
+        log.notes = run.notes
+        log.tags = list(run.tags)
         if run.HasField("start_time"):
             log.start_time = _timestamp(run.start_time) or log.start_time
         self._items(log.config, run.config.update, run.config.remove)

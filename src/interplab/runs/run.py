@@ -34,11 +34,17 @@ class Run:
     entity: str = ""
     group: str = ""
     job_type: str = ""
+    #: the run's notes (description), as last set
+    notes: str = ""
     created_at: datetime | None = None
     #: offline: the ``run-<id>.wandb`` file; cloud: None
     log_file: Path | None = None
     #: offline: the folder holding ``files/`` (tables); cloud: None
     files_dir: Path | None = None
+    #: ``logged`` or, for logs without any summary record, ``derived from history …``
+    summary_source: str = "logged"
+    #: offline: every ``run-<id>.wandb`` of this id in start-time order (several when resumed)
+    segments: list[Path] = field(default_factory=list)
     #: cloud: the ``wandb.apis.public.Run``; offline: None
     handle: Any = field(default=None, repr=False, compare=False)
     _history: pd.DataFrame | None = field(default=None, repr=False, compare=False)

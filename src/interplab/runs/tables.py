@@ -18,7 +18,9 @@ import pandas as pd
 from interplab.common.errors import InterplabError
 from interplab.runs.run import Run
 
-TABLE_TYPES = ("table-file", "table")
+TABLE_TYPES = ("table-file", "table", "incremental-table-file")
+#: ``wandb.Table(log_mode="INCREMENTAL")``: each logged row holds only the rows added since the last
+INCREMENTAL_TYPE = "incremental-table-file"
 
 
 def table_keys(run: Run) -> list[str]:
@@ -42,8 +44,43 @@ def table_steps(run: Run, key: str, step_key: str = "_step") -> pd.DataFrame:
         raise InterplabError(
             f"no table {key!r} logged in run {run.label}; tables logged: {', '.join(known) or '(none)'}"
         )
-    rows = hist.loc[hist[type_col].isin(TABLE_TYPES), [step_key, path_col]]
-    return pd.DataFrame({"step": rows[step_key].to_numpy(), "path": rows[path_col].to_numpy()})
+    rows = hist.loc[hist[type_col].isin(TABLE_TYPES)]
+    inc_col = f"{key}.increment_num"
+    increments = rows[inc_col].to_numpy() if inc_col in rows.columns else [None] * len(rows)
+    return pd.DataFrame(
+        {
+            "step": rows[step_key].to_numpy(),
+            "path": rows[path_col].to_numpy(),
+            "type": rows[type_col].to_numpy(),
+            "increment": increments,
+        }
+    )
+
+
+def increment_span(steps: pd.DataFrame, i: int) -> list[int]:
+    """Positions in ``steps`` whose files make up the table at position ``i``: ``[i]`` for a
+    whole table; for an incremental one every increment of the same table up to ``i`` (back to the
+    last ``increment_num`` 0, or to the last whole table logged under the key)."""
+    types = steps["type"].tolist()
+    if types[i] != INCREMENTAL_TYPE:
+        return [i]
+    incs = steps["increment"].tolist()
+    start = i
+    while start > 0 and types[start - 1] == INCREMENTAL_TYPE:
+        inc = incs[start]
+        if inc is not None and inc == inc and int(inc) == 0:
+            break
+        start -= 1
+    return list(range(start, i + 1))
+
+
+def concat_tables(frames: list[pd.DataFrame], where: str) -> pd.DataFrame:
+    """Increments one after the other; their columns must agree."""
+    cols = list(frames[0].columns)
+    for f in frames[1:]:
+        if list(f.columns) != cols:
+            raise InterplabError(f"{where}: increments have different columns ({cols} vs {list(f.columns)})")
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def pick_step(steps: pd.DataFrame, run: Run, key: str, step: int | None) -> int:
@@ -89,4 +126,18 @@ def get_table(run: Run, key: str = "val_attention_weights", step: int | None = N
     i = pick_step(steps, run, key, step)
     if run.files_dir is None:
         raise InterplabError(f"run {run.label} has no files folder to read table {key!r} from")
-    return read_table_file(run.files_dir / str(steps["path"].iloc[i]))
+    parts = [read_table_file(run_file(run, str(steps["path"].iloc[j]))) for j in increment_span(steps, i)]
+    return concat_tables(parts, f"table {key!r} of run {run.label}")
+
+
+def run_file(run: Run, relpath: str) -> Path:
+    """``files/<relpath>`` of an offline run; for a resumed run, of whichever folder holds it."""
+    assert run.files_dir is not None
+    first = run.files_dir / relpath
+    if first.is_file():
+        return first
+    for seg in reversed(run.segments):
+        candidate = seg.parent / "files" / relpath
+        if candidate.is_file():
+            return candidate
+    return first

@@ -286,6 +286,9 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
     n_keys = 0
     n_parts = 0
     collision = False
+    # per kind (history, summary) and position in the record: the key id seen there last
+    n_pred = 4 * max_keys
+    pred = np.full((2, n_pred), -1, dtype=np.int64)
     # scratch: parts of the current item
     cur_ps = np.empty(64, dtype=np.int64)
     cur_pl = np.empty(64, dtype=np.int64)
@@ -326,6 +329,7 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
             kinds[r] = KIND_HISTORY_SLOW if which == 2 else KIND_SLOW
             continue
         # --- items of a HistoryRecord (field 1) or SummaryRecord (update 1 / remove 2)
+        j_item = 0
         save_items = n_items
         save_ops = n_ops
         pos = sub_start
@@ -402,50 +406,75 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
             if v_s < 0 and not is_remove:
                 good = False
                 break
-            # hash the path (FNV-1a over bytes, 0xFF between parts)
-            h = np.uint64(14695981039346656037)
-            for q in range(n_cur):
-                for b in range(cur_ps[q], cur_ps[q] + cur_pl[q]):
-                    h = (h ^ np.uint64(buf[b])) * np.uint64(1099511628211)
-                h = (h ^ np.uint64(255)) * np.uint64(1099511628211)
-            mask = slot_hash.shape[0] - 1
-            slot = np.int64(h & np.uint64(mask))
+            # the key at this position of the previous record of the same kind is the likely one
+            # (the SDK logs the same keys in the same order): compare bytes before hashing
             kid = np.int64(-1)
-            while slot_kid[slot] >= 0:
-                if slot_hash[slot] == h:
-                    kid = slot_kid[slot]
-                    break
-                slot = (slot + 1) & mask
-            if kid < 0:
-                if n_keys >= max_keys or n_parts + n_cur > 4 * max_keys:
-                    overflow = True
-                    break
-                kid = n_keys
-                slot_hash[slot] = h
-                slot_kid[slot] = kid
-                key_hash[kid] = h
-                key_first[kid] = n_parts
-                key_count[kid] = n_cur
-                for q in range(n_cur):
-                    part_start[n_parts] = cur_ps[q]
-                    part_len[n_parts] = cur_pl[q]
-                    n_parts += 1
-                n_keys += 1
-            else:
-                # verify the bytes against the key's first occurrence (a hash collision is fatal)
-                if key_count[kid] != n_cur:
-                    collision = True
-                else:
+            if j_item < n_pred:
+                pk = pred[which - 2, j_item]
+                if pk >= 0 and key_count[pk] == n_cur:
+                    same = True
                     for q in range(n_cur):
-                        ps = part_start[key_first[kid] + q]
-                        pl = part_len[key_first[kid] + q]
+                        ps = part_start[key_first[pk] + q]
+                        pl = part_len[key_first[pk] + q]
                         if pl != cur_pl[q]:
-                            collision = True
+                            same = False
                             break
-                        for b in range(pl):
-                            if buf[ps + b] != buf[cur_ps[q] + b]:
+                        for bb in range(pl):
+                            if buf[ps + bb] != buf[cur_ps[q] + bb]:
+                                same = False
+                                break
+                        if not same:
+                            break
+                    if same:
+                        kid = pk
+            if kid < 0:
+                # hash the path (FNV-1a over bytes, 0xFF between parts)
+                h = np.uint64(14695981039346656037)
+                for q in range(n_cur):
+                    for b in range(cur_ps[q], cur_ps[q] + cur_pl[q]):
+                        h = (h ^ np.uint64(buf[b])) * np.uint64(1099511628211)
+                    h = (h ^ np.uint64(255)) * np.uint64(1099511628211)
+                mask = slot_hash.shape[0] - 1
+                slot = np.int64(h & np.uint64(mask))
+                kid = np.int64(-1)
+                while slot_kid[slot] >= 0:
+                    if slot_hash[slot] == h:
+                        kid = slot_kid[slot]
+                        break
+                    slot = (slot + 1) & mask
+                if kid < 0:
+                    if n_keys >= max_keys or n_parts + n_cur > 4 * max_keys:
+                        overflow = True
+                        break
+                    kid = n_keys
+                    slot_hash[slot] = h
+                    slot_kid[slot] = kid
+                    key_hash[kid] = h
+                    key_first[kid] = n_parts
+                    key_count[kid] = n_cur
+                    for q in range(n_cur):
+                        part_start[n_parts] = cur_ps[q]
+                        part_len[n_parts] = cur_pl[q]
+                        n_parts += 1
+                    n_keys += 1
+                else:
+                    # verify the bytes against the key's first occurrence (a hash collision is fatal)
+                    if key_count[kid] != n_cur:
+                        collision = True
+                    else:
+                        for q in range(n_cur):
+                            ps = part_start[key_first[kid] + q]
+                            pl = part_len[key_first[kid] + q]
+                            if pl != cur_pl[q]:
                                 collision = True
                                 break
+                            for b in range(pl):
+                                if buf[ps + b] != buf[cur_ps[q] + b]:
+                                    collision = True
+                                    break
+            if j_item < n_pred:
+                pred[which - 2, j_item] = kid
+            j_item += 1
             if which == 2:
                 if key_first_item[kid] < 0:
                     key_first_item[kid] = n_items

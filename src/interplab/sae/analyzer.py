@@ -37,7 +37,15 @@ from interplab.sae.cooccurrence import (
 from interplab.sae.cooccurrence import DENSE_LIMIT as CO_DENSE_LIMIT
 from interplab.sae.corpus import Batch, TokenWindows, iter_batches, load_windows
 from interplab.sae.formats import load_history, load_sae
-from interplab.sae.metrics import AblationStats, ablation_losses, clean_forward, sae_splice
+from interplab.sae.metrics import (
+    DEFAULT_EVAL_CONVENTION,
+    EVAL_CONVENTIONS,
+    AblationStats,
+    ablation_losses,
+    clean_forward,
+    sae_splice,
+    zero_ablation,
+)
 from interplab.sae.model import SAE
 from interplab.sae.quick import resolve_sae_hook, validate_run_args
 from interplab.sae.similarity import DENSE_LIMIT as SIM_DENSE_LIMIT
@@ -83,9 +91,11 @@ class AnalysisConfig:
     shard_tokens: int = 32_768
     overwrite: bool = False
     dtype: str = "float32"
+    eval_convention: str = DEFAULT_EVAL_CONVENTION
 
     def validate(self) -> None:
         validate_run_args(self.batch_size, self.context_size, self.max_tokens)
+        one_of(self.eval_convention, EVAL_CONVENTIONS, "--eval-convention")
         require(bool(str(self.sae_path)), "--sae is required: a folder holding an SAE")
         one_of(self.similarity, SIMILARITY_METRICS, "similarity metric")
         require(len(self.cooccurrence) > 0, "--cooccurrence needs at least one of: phi, jaccard, pmi")
@@ -300,7 +310,14 @@ class SAEAnalyzer:
         order = np.lexsort((np.arange(freq.size), -freq))
         feats = [int(f) for f in order[:n_features] if freq[f] > 0]
         self._ablation = ablation_on_subset(
-            self.loaded, self.hp, self.sae, self.windows, self.cfg.batch_size, n_tokens, feats
+            self.loaded,
+            self.hp,
+            self.sae,
+            self.windows,
+            self.cfg.batch_size,
+            n_tokens,
+            feats,
+            convention=self.cfg.eval_convention,
         )
         return self._ablation
 
@@ -396,25 +413,33 @@ def ablation_on_subset(
     n_tokens: int,
     features: list[int],
     group: int = ABLATION_GROUP,
+    convention: str = DEFAULT_EVAL_CONVENTION,
 ) -> dict[str, Any]:
-    """The ``ablation`` section and per-feature ablation effects on the first ``n_tokens`` tokens."""
+    """The ``ablation`` section and per-feature ablation effects on the first ``n_tokens`` tokens
+    (CE and KL positions of ``convention``, see :func:`interplab.sae.metrics.loss_positions`)."""
     sub = _ablation_windows(windows, n_tokens)
-    stats = AblationStats.for_model(loaded)
+    stats = AblationStats.for_model(loaded, convention)
     if sub is None:
         return {"ablation": None, "feature_ablation": None}
     sums = {f: np.zeros(2) for f in features}  # Σ loss, Σ kl of the feature-removed runs
     sae_sums = np.zeros(2)
     fires = dict.fromkeys(features, 0)
-    n_seen = 0
+    n_seen = n_seen_kl = 0
     batches = list(iter_batches(sub, batch_size))
     for batch in track(batches, "ablation subset"):
         act, clean = clean_forward(loaded, hp, batch)
         losses = ablation_losses(
-            loaded, hp, batch, {"zero": torch.zeros_like, "sae": sae_splice(sae)}, clean=clean
+            loaded,
+            hp,
+            batch,
+            {"zero": zero_ablation(convention), "sae": sae_splice(sae)},
+            clean=clean,
+            convention=convention,
         )
         stats.update(**losses)
         sae_sums += [float(losses["sae_loss"].double().sum()), float(losses["kl_sae"].double().sum())]
         n_seen += int(losses["sae_loss"].numel())
+        n_seen_kl += int(losses["kl_sae"].numel())
         with torch.no_grad():
             f_tok = sae.encode(act[batch.token_mask.to(act.device)].to(sae.device, sae.dtype))
         if features:
@@ -432,6 +457,7 @@ def ablation_on_subset(
                 _repeat_batch(batch, g),
                 {"abl": _feature_removed_fn(sae, feats, b)},
                 clean=clean.repeat(g, *reps),
+                convention=convention,
             )
             loss = out["abl_loss"].double().view(g, -1).sum(dim=1)
             kl = out["kl_abl"].double().view(g, -1).sum(dim=1)
@@ -443,15 +469,15 @@ def ablation_on_subset(
         f"computed with full forward passes on the first {stats.n_tokens} tokens "
         f"({sub.n_windows} windows) of the corpus, not on all tokens"
     )
-    n = max(n_seen, 1)
-    sae_loss, sae_kl = sae_sums / n
+    n, n_kl = max(n_seen, 1), max(n_seen_kl, 1)
+    sae_loss, sae_kl = sae_sums[0] / n, sae_sums[1] / n_kl
     effects = [
         {
             "feature": f,
             "loss_with_feature_removed": float(sums[f][0] / n),
             "loss_delta": float(sums[f][0] / n - sae_loss),
-            "kl_with_feature_removed": float(sums[f][1] / n),
-            "kl_delta": float(sums[f][1] / n - sae_kl),
+            "kl_with_feature_removed": float(sums[f][1] / n_kl),
+            "kl_delta": float(sums[f][1] / n_kl - sae_kl),
             "n_tokens_firing": int(fires[f]),
         }
         for f in features

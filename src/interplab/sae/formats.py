@@ -232,6 +232,25 @@ def _make_cfg(path: Path, arch: str, **kwargs: Any) -> SAEConfig:
     return cfg
 
 
+def fold_decoder_norm(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """``W_enc``, ``b_enc``, ``W_dec`` with the decoder row norms ``n_i = ‖W_dec[i]‖`` folded in.
+
+    An SAE with ``rescale_acts_by_decoder_norm`` computes ``pre·n`` before its activation function and
+    decodes ``(f / n) W_dec``; ``W_enc·n``, ``b_enc·n`` and ``W_dec / n`` give the same features and
+    reconstruction from the plain formulas (SAELens's own fold; thresholds are already in the units
+    of ``pre·n``)."""
+    missing = [k for k in ("W_enc", "b_enc", "W_dec") if k not in tensors]
+    if missing:
+        raise InterplabError(f"{path}: rescale_acts_by_decoder_norm needs {', '.join(missing)}")
+    W_dec = tensors["W_dec"].to(torch.float32)
+    norms = W_dec.norm(dim=-1).clamp_min(1e-8)
+    return {
+        "W_enc": tensors["W_enc"].to(torch.float32) * norms[None, :],
+        "b_enc": tensors["b_enc"].to(torch.float32) * norms,
+        "W_dec": W_dec / norms[:, None],
+    }
+
+
 def _load_saelens(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
     cfg_path = folder / SAELENS_CFG
     raw = _read_json(cfg_path)
@@ -266,6 +285,8 @@ def _load_saelens(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
         source_format="saelens-legacy" if legacy else "saelens",
     )
     tensors = _read_safetensors(folder / SAELENS_WEIGHTS)
+    if raw.get("rescale_acts_by_decoder_norm"):
+        tensors.update(fold_decoder_norm(tensors, folder / SAELENS_WEIGHTS))
     scaling = raw.get("norm_scaling_factor", raw.get("scaling_factor"))
     if arch == "batchtopk" and "threshold" not in tensors:
         tensors["threshold"] = _threshold_tensor(raw.get("threshold"), cfg.d_sae)  # type: ignore[assignment]
@@ -456,8 +477,13 @@ def load_history(path: str | Path) -> list[dict[str, Any]] | None:
     return data if isinstance(data, list) else None
 
 
+SAELENS_FORMAT_VERSION = "6.0.0"  # the cfg.json schema written; SAELens < 6 configs are flat
+
+
 def saelens_config_dict(sae: SAE) -> dict[str, Any]:
-    """The SAELens v6 ``cfg.json`` of ``sae``."""
+    """The SAELens v6 ``cfg.json`` of ``sae``. ``metadata.sae_lens_version`` tells SAELens (≥ 6) that
+    the config is in its v6 layout; without it SAELens reads it as a pre-6 flat config and drops
+    ``metadata.hook_name`` / ``model_name``."""
     c = sae.cfg
     cfg: dict[str, Any] = {
         "architecture": c.architecture,
@@ -476,6 +502,8 @@ def saelens_config_dict(sae: SAE) -> dict[str, Any]:
             "context_size": c.extra.get("context_size"),
             "dataset_path": c.extra.get("dataset_path"),
             "prepend_bos": c.extra.get("prepend_bos"),
+            "sae_lens_version": SAELENS_FORMAT_VERSION,
+            "sae_lens_training_version": None,
             "trained_with": "interplab",
         },
     }

@@ -5,7 +5,8 @@ Encoding follows SAELens: ``x' = norm_in(x) - b_dec·[apply_b_dec_to_input]``,
 
 * ``standard``: ``f = ReLU(pre)``
 * ``topk``: the ``k`` largest entries of ``pre`` kept (then ReLU), all others zero
-* ``jumprelu``: ``f = pre · [pre > threshold]`` (BatchTopK SAEs are exported in this form)
+* ``jumprelu``: ``f = ReLU(pre) · [pre > threshold]`` (as SAELens; differs from ``pre · [pre > θ]``
+  where a threshold is negative; BatchTopK SAEs are exported in this form)
 
 and decoding is ``x̂ = f @ W_dec + b_dec`` (then ``norm_out`` undoes a run-time input normalisation in
 :meth:`SAE.forward`).
@@ -161,7 +162,7 @@ class SAE(nn.Module):
         if arch == "standard":
             return torch.relu(pre)
         if arch == "jumprelu":
-            return pre * (pre > self.threshold).to(pre.dtype)
+            return torch.relu(pre) * (pre > self.threshold).to(pre.dtype)
         values, indices = torch.topk(pre, k=int(self.cfg.k), dim=-1)
         out = torch.zeros_like(pre)
         return out.scatter(-1, indices, torch.relu(values))

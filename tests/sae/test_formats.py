@@ -170,11 +170,13 @@ def test_missing_and_unrecognised_folders(tmp_path, sae_folders):
     (bad / "cfg.json").write_text(json.dumps({"d_in": 32, "d_sae": 64, "architecture": "standard"}))
     with pytest.raises(InterplabError, match="not a readable safetensors file"):
         load_sae(bad)
-    gated = write_saelens(
-        tmp_path / "g", {"W_enc": torch.zeros(2, 3)}, {"d_in": 2, "d_sae": 3, "architecture": "gated"}
+    unknown = write_saelens(
+        tmp_path / "g",
+        {"W_enc": torch.zeros(2, 3)},
+        {"d_in": 2, "d_sae": 3, "architecture": "matching_pursuit"},
     )
-    with pytest.raises(InterplabError, match="unsupported SAE architecture architecture='gated'"):
-        load_sae(gated)
+    with pytest.raises(InterplabError, match="unsupported SAE architecture architecture='matching_pursuit'"):
+        load_sae(unknown)
 
 
 def test_sparsify_rejects_transcoder(tmp_path):

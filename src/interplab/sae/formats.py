@@ -27,7 +27,7 @@ import torch
 from interplab.common.atomic import atomic_path, write_json
 from interplab.common.data import read_json
 from interplab.common.errors import InterplabError
-from interplab.sae.model import SAE, SAEConfig
+from interplab.sae.model import GATED_TENSORS, SAE, SAEConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ EXPORT_CFG = "config.json"
 HISTORY = "history.json"
 
 EXPECTED_FILE_SETS = (
+    "params.npz (Gemma Scope)",
+    "ae.pt + config.json (dictionary_learning)",
     f"{SAELENS_CFG} + {SAELENS_WEIGHTS} (SAELens)",
     f"{SAELENS_CFG} + {SPARSIFY_WEIGHTS} (sparsify hook-point folder)",
     f"{EXPORT_WEIGHTS} + {EXPORT_CFG} [+ {HISTORY}] (export folder)",
@@ -68,6 +70,7 @@ _ARCH_ALIASES = {
     "batch_topk": "batchtopk",
     "batch-topk": "batchtopk",
     "matryoshka_batchtopk": "batchtopk",
+    "gated": "gated",
 }
 
 
@@ -102,7 +105,7 @@ def _architecture(value: Any, path: Path, key: str) -> str:
     if arch is None:
         raise InterplabError(
             f"{path}: unsupported SAE architecture {key}={value!r}; supported: standard (relu), topk, "
-            "jumprelu, batchtopk (exported as jumprelu)"
+            "jumprelu, gated, batchtopk (exported as jumprelu)"
         )
     return arch
 
@@ -204,11 +207,12 @@ def _finish(
         cfg,
         W_enc=w["W_enc"],
         W_dec=w["W_dec"],
-        b_enc=w.get("b_enc"),
+        b_enc=None if cfg.architecture == "gated" else w.get("b_enc"),
         b_dec=w.get("b_dec"),
         threshold=w.get("threshold"),
         dtype=dtype,
         device=device,
+        **({n: w.get(n) for n in GATED_TENSORS} if cfg.architecture == "gated" else {}),
     )
     sae.eval()
     sae.requires_grad_(False)  # loaded SAEs are for inference
@@ -416,8 +420,20 @@ def _load_export(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
     return _finish(cfg, w, folder, dtype, device, raw.get("norm_scaling_factor"))
 
 
+def more_formats() -> dict[str, Any]:
+    """Formats with a module of their own: name → module with ``detect(path)`` and ``load(path, dtype,
+    device)``, checked before the formats above."""
+    from interplab.sae import formats_dictlearning, formats_gemmascope
+
+    return {"gemmascope": formats_gemmascope, "dictionary_learning": formats_dictlearning}
+
+
 def detect_format(folder: Path) -> str:
-    """Which format a folder holds (``saelens``, ``sparsify``, ``export``) or an error naming the files."""
+    """Which format a folder holds (``saelens``, ``sparsify``, ``export``, or one of
+    :func:`more_formats`) or an error naming the files."""
+    for name, module in more_formats().items():
+        if module.detect(folder):
+            return name
     names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     if SAELENS_CFG in names and SAELENS_WEIGHTS in names:
         return "saelens"
@@ -451,7 +467,8 @@ def load_sae(path: str | Path, dtype: torch.dtype | str = torch.float32, device:
         )
     dtype = resolve_dtype(dtype)
     fmt = detect_format(folder)
-    loader = {"saelens": _load_saelens, "sparsify": _load_sparsify, "export": _load_export}[fmt]
+    loaders = {"saelens": _load_saelens, "sparsify": _load_sparsify, "export": _load_export}
+    loader = loaders[fmt] if fmt in loaders else more_formats()[fmt].load
     sae = loader(folder, dtype, device)
     log.debug("loaded %s SAE from %s: %s", sae.cfg.source_format, folder, sae)
     return sae
@@ -519,10 +536,12 @@ def save_sae(sae: SAE, folder: str | Path, history: list[dict] | None = None) ->
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        name: getattr(sae, name).detach().to("cpu").contiguous().clone()
-        for name in ("W_enc", "W_dec", "b_enc", "b_dec")
-    }
+    names = (
+        ("W_enc", "W_dec", "b_dec", *GATED_TENSORS)
+        if sae.cfg.architecture == "gated"
+        else ("W_enc", "W_dec", "b_enc", "b_dec")
+    )
+    tensors = {name: getattr(sae, name).detach().to("cpu").contiguous().clone() for name in names}
     if sae.cfg.architecture == "jumprelu":
         tensors["threshold"] = sae.threshold.detach().to("cpu").contiguous().clone()
     with atomic_path(out / SAELENS_WEIGHTS) as tmp:

@@ -7,6 +7,8 @@ Encoding follows SAELens: ``x' = norm_in(x) - b_dec·[apply_b_dec_to_input]``,
 * ``topk``: the ``k`` largest entries of ``pre`` kept (then ReLU), all others zero
 * ``jumprelu``: ``f = ReLU(pre) · [pre > threshold]`` (as SAELens; differs from ``pre · [pre > θ]``
   where a threshold is negative; BatchTopK SAEs are exported in this form)
+* ``gated`` (Rajamanoharan et al.; ``b_enc`` is zero): with ``h = x' @ W_enc``,
+  ``f = [h + b_gate > 0] · ReLU(h · exp(r_mag) + b_mag)``
 
 and decoding is ``x̂ = f @ W_dec + b_dec`` (then ``norm_out`` undoes a run-time input normalisation in
 :meth:`SAE.forward`).
@@ -22,7 +24,8 @@ from torch import Tensor, nn
 
 from interplab.common.errors import InterplabError
 
-ARCHITECTURES = ("standard", "topk", "jumprelu")
+ARCHITECTURES = ("standard", "topk", "jumprelu", "gated")
+GATED_TENSORS = ("b_gate", "r_mag", "b_mag")  # [d_sae] each, gated SAEs only
 NORMALIZATIONS = ("none", "constant_norm_rescale", "layer_norm", "expected_average_only_in")
 
 
@@ -32,7 +35,7 @@ class SAEConfig:
 
     d_in: int
     d_sae: int
-    architecture: str  # "standard" (ReLU) | "topk" | "jumprelu"
+    architecture: str  # "standard" (ReLU) | "topk" | "jumprelu" | "gated"
     k: int | None = None
     apply_b_dec_to_input: bool = False
     normalize_activations: str = "none"
@@ -71,6 +74,9 @@ class SAE(nn.Module):
         self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in, **kw))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, **kw))
         self.threshold = nn.Parameter(torch.zeros(cfg.d_sae, **kw), requires_grad=False)
+        if cfg.architecture == "gated":
+            for name in GATED_TENSORS:
+                setattr(self, name, nn.Parameter(torch.zeros(cfg.d_sae, **kw)))
 
     @classmethod
     def from_weights(
@@ -83,8 +89,10 @@ class SAE(nn.Module):
         threshold: Tensor | None = None,
         dtype: torch.dtype = torch.float32,
         device: Any = "cpu",
+        **gated: Tensor | None,
     ) -> SAE:
-        """Build an SAE from tensors, checking every shape against ``cfg``."""
+        """Build an SAE from tensors, checking every shape against ``cfg`` (``b_gate``, ``r_mag``,
+        ``b_mag`` for gated SAEs)."""
         sae = cls(cfg, dtype=dtype, device=device)
         expected = {
             "W_enc": (cfg.d_in, cfg.d_sae),
@@ -94,6 +102,20 @@ class SAE(nn.Module):
             "threshold": (cfg.d_sae,),
         }
         given = {"W_enc": W_enc, "W_dec": W_dec, "b_enc": b_enc, "b_dec": b_dec, "threshold": threshold}
+        gated = {k: v for k, v in gated.items() if v is not None}
+        unknown = sorted(set(gated) - set(GATED_TENSORS))
+        if unknown or (gated and cfg.architecture != "gated"):
+            raise InterplabError(
+                f"SAE tensors {', '.join(unknown or sorted(gated))} need architecture 'gated'"
+            )
+        if cfg.architecture == "gated":
+            missing = [n for n in GATED_TENSORS if gated.get(n) is None]
+            if missing:
+                raise InterplabError(f"gated SAE needs tensors {', '.join(missing)} of shape [d_sae]")
+            if b_enc is not None:
+                raise InterplabError("gated SAE has no b_enc (its biases are b_gate and b_mag)")
+            given.update(gated)
+            expected.update(dict.fromkeys(GATED_TENSORS, (cfg.d_sae,)))
         with torch.no_grad():
             for name, tensor in given.items():
                 if tensor is None:
@@ -163,6 +185,10 @@ class SAE(nn.Module):
             return torch.relu(pre)
         if arch == "jumprelu":
             return torch.relu(pre) * (pre > self.threshold).to(pre.dtype)
+        if arch == "gated":
+            h = pre  # b_enc is zero for gated SAEs
+            gate = (h + self.b_gate > 0).to(pre.dtype)
+            return gate * torch.relu(h * torch.exp(self.r_mag) + self.b_mag)
         values, indices = torch.topk(pre, k=int(self.cfg.k), dim=-1)
         out = torch.zeros_like(pre)
         return out.scatter(-1, indices, torch.relu(values))

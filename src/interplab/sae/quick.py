@@ -64,7 +64,11 @@ def resolve_sae_hook(loaded: LoadedModel, sae: SAE, hook: str | None, layer: int
     if hook is None:
         hook = sae.cfg.hook_name
         if hook is None:
-            raise InterplabError("no --hook given and the SAE config names no hook_name")
+            why = sae.cfg.extra.get("hook_source")
+            raise InterplabError(
+                "no --hook given and the SAE config names no hook_name"
+                + (f" ({why}); pass --hook, e.g. blocks.L.hook_resid_post" if why else "")
+            )
         if layer is not None and hook.startswith("blocks."):
             hook = hook.split(".", 2)[2]
     if layer is None and not str(hook).startswith("blocks."):
@@ -162,6 +166,7 @@ def quick_check(
         "d_sae": sae.d_sae,
         "hook": hp.name,
         "layer": hp.layer,
+        "hook_source": "--hook" if hook is not None else sae.cfg.extra.get("hook_source", "SAE config"),
         "data": str(data),
         "batch_size": int(batch_size),
         "has_lm_head": loaded.is_causal,

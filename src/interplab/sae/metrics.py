@@ -27,6 +27,7 @@ from interplab.sae.hooks import (
     hook_module,
     replace_activations,
     run_forward,
+    unflatten_tokens,
     unwrap_model,
 )
 from interplab.sae.model import SAE
@@ -332,7 +333,7 @@ def clean_forward(loaded: LoadedModel, hp: HookPoint, batch: Batch) -> tuple[Ten
         out = run_forward(module, batch.input_ids, batch.attention_mask)
     finally:
         handle.remove()
-    return captured["act"], _model_output(loaded, out)
+    return unflatten_tokens(captured["act"], batch.input_ids.shape), _model_output(loaded, out)
 
 
 def only_at(mask: Tensor, fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:

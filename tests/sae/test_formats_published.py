@@ -255,7 +255,50 @@ def saelens_gated(root: Path, seed: int = 8) -> tuple[Path, Formula]:
     return folder, _gated_formula(d["W_enc"], d["b_dec"], d["b_gate"], d["r_mag"], d["b_mag"], d["W_dec"])
 
 
+def llama_scope(root: Path, seed: int = 9) -> tuple[Path, Formula]:
+    """``hyperparams.json`` + ``checkpoints/final.safetensors``; dataset-wise input/output norms and a
+    scalar threshold compared with ``pre·‖decoder column‖``."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    E, bE = _linear(g, D_SAE, D_IN)
+    D = _rand(g, D_IN, D_SAE) * torch.rand(1, D_SAE, generator=g) * 0.5  # columns far from unit norm
+    bD = _rand(g, D_IN, scale=0.1)
+    folder = root / "Llama3_1-8B-Base-L1R-8x"
+    (folder / "checkpoints").mkdir(parents=True)
+    save_file(
+        {"encoder.weight": E, "encoder.bias": bE, "decoder.weight": D.contiguous(), "decoder.bias": bD},
+        str(folder / "checkpoints" / "final.safetensors"),
+    )
+    hp = {
+        "d_model": D_IN,
+        "d_sae": D_SAE,
+        "hook_point_in": "blocks.1.hook_resid_post",
+        "hook_point_out": "blocks.1.hook_resid_post",
+        "act_fn": "jumprelu",
+        "jump_relu_threshold": 0.2,
+        "norm_activation": "dataset-wise",
+        "dataset_average_activation_norm": {"in": 3.0, "out": 2.5},
+        "sparsity_include_decoder_norm": True,
+        "use_decoder_bias": True,
+        "apply_decoder_bias_to_pre_encoder": False,
+        "top_k": 50,
+    }
+    (folder / "hyperparams.json").write_text(json.dumps(hp))
+    s_in, s_out = D_IN**0.5 / 3.0, D_IN**0.5 / 2.5
+    E, bE, D, bD = E.double(), bE.double(), D.double(), bD.double()
+    n = D.norm(dim=0)
+
+    def formula(x):
+        pre = (x * s_in) @ E.T + bE
+        f = _relu(pre) * (pre * n > 0.2)
+        return f, (f @ D.T + bD) / s_out
+
+    return folder, formula
+
+
 WRITERS = {
+    "llamascope": llama_scope,
     "gemmascope": gemma_scope,
     "dl_AutoEncoder": dl_autoencoder,
     "dl_AutoEncoderNew": dl_autoencoder_new,
@@ -299,7 +342,9 @@ def test_gemma_scope_params_file_and_hook_from_path(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["gemmascope", "dl_BatchTopKSAE", "dl_GatedAutoEncoder", "saelens_gated"])
+@pytest.mark.parametrize(
+    "name", ["gemmascope", "dl_BatchTopKSAE", "dl_GatedAutoEncoder", "saelens_gated", "llamascope"]
+)
 def test_quick_and_analyze_run_every_format(tiny_models, tiny_text_file, tmp_path, name):
     from analyze_support import ANALYSIS_OPTIONS
 

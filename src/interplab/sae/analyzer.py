@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from interplab.common.atomic import save_npy, write_json, write_jsonl
-from interplab.common.errors import one_of, require
+from interplab.common.errors import InterplabError, one_of, require
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.progress import track
@@ -168,12 +168,18 @@ class SAEAnalyzer:
         self.sae = sae if sae is not None else load_sae(self.cfg.sae_path, dtype=self.cfg.dtype)
         self.loaded = loaded if loaded is not None else load_model(self.cfg.model_name)
         self.hp = resolve_sae_hook(self.loaded, self.sae, self.cfg.hook_name, self.cfg.layer)
+        if self.sae.cfg.hook_name_out and self.sae.cfg.out_width != self.sae.d_in:
+            raise InterplabError(
+                f"sae analyze: transcoder with d_out={self.sae.cfg.out_width} ≠ d_in={self.sae.d_in} is not "
+                "supported; use sae quick"
+            )
         self.out = Path(self.cfg.analysis_dir)
         self.windows: TokenWindows | None = None
         self.collection: CollectionResult | None = None
         self._cooc: dict[str, Any] = {}
         self._similarity: np.ndarray | None = None
         self._ablation: dict[str, Any] | None = None
+        self._transcoder: dict[str, Any] | None = None
         self.writer_factory: Any = ActivationDBWriter  # replaceable, e.g. to inject write errors in tests
 
     # -- data -------------------------------------------------------------------------------------
@@ -309,6 +315,20 @@ class SAEAnalyzer:
         freq = col.feature_stats.count
         order = np.lexsort((np.arange(freq.size), -freq))
         feats = [int(f) for f in order[:n_features] if freq[f] > 0]
+        if self.sae.cfg.hook_name_out:  # a transcoder: its prediction is spliced at the output hook
+            from interplab.sae.transcoder import analysis_sections
+
+            self._transcoder = analysis_sections(
+                self.loaded,
+                self.hp,
+                self.sae,
+                self.windows,
+                _ablation_windows(self.windows, n_tokens),
+                self.cfg.batch_size,
+                self.cfg.eval_convention,
+            )
+            self._ablation = {k: self._transcoder[k] for k in ("ablation", "feature_ablation")}
+            return self._ablation
         self._ablation = ablation_on_subset(
             self.loaded,
             self.hp,
@@ -554,6 +574,8 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
         abl = an._ablation if an._ablation is not None else an.ablation_study()
 
     sections = col.sections
+    if an._transcoder is not None:  # prediction vs the true output, not the input's reconstruction
+        sections = {**sections, "reconstruction": an._transcoder["reconstruction"]}
     results: dict[str, Any] = {
         "config": {**dataclasses.asdict(cfg), "hook": an.hp.name, "layer": an.hp.layer},
         "data": an.windows.summary() if an.windows else None,
@@ -564,6 +586,7 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
             "d_sae": d,
             "source_format": an.sae.cfg.source_format,
             "hook_name_in_config": an.sae.cfg.hook_name,
+            "hook_name_out": an.sae.cfg.hook_name_out,
         },
         "model": {"name": cfg.model_name, "has_lm_head": an.loaded.is_causal},
         **sections,

@@ -41,6 +41,7 @@ HISTORY = "history.json"
 EXPECTED_FILE_SETS = (
     "params.npz (Gemma Scope)",
     "ae.pt + config.json (dictionary_learning)",
+    "hyperparams.json + checkpoints/final.safetensors (Llama Scope)",
     f"{SAELENS_CFG} + {SAELENS_WEIGHTS} (SAELens)",
     f"{SAELENS_CFG} + {SPARSIFY_WEIGHTS} (sparsify hook-point folder)",
     f"{EXPORT_WEIGHTS} + {EXPORT_CFG} [+ {HISTORY}] (export folder)",
@@ -423,9 +424,14 @@ def _load_export(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
 def more_formats() -> dict[str, Any]:
     """Formats with a module of their own: name → module with ``detect(path)`` and ``load(path, dtype,
     device)``, checked before the formats above."""
-    from interplab.sae import formats_dictlearning, formats_gemmascope
+    from interplab.sae import formats_dictlearning, formats_gemmascope, formats_llamascope, formats_transcoder
 
-    return {"gemmascope": formats_gemmascope, "dictionary_learning": formats_dictlearning}
+    return {
+        "transcoder": formats_transcoder,
+        "gemmascope": formats_gemmascope,
+        "dictionary_learning": formats_dictlearning,
+        "llamascope": formats_llamascope,
+    }
 
 
 def detect_format(folder: Path) -> str:

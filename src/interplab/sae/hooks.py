@@ -13,6 +13,10 @@ hook_mlp_out       output of ``mlp`` (Llama/Qwen/GPT-2/GPT-NeoX); BERT: ``output
                    down projection, before the residual add + LayerNorm); OPT: ``fc2``
 =================  ==========================================================================
 
+``hook_mlp_in`` (for transcoders) is the *input* of the MLP module (forward pre-hook on ``mlp``;
+OPT: ``fc1``; BERT: ``intermediate``), i.e. after the pre-MLP norm: TransformerLens's
+``blocks.L.ln2.hook_normalized``, accepted as an alias. It is not one of :data:`HOOK_KINDS`.
+
 Gemma-2 / Gemma-3 normalise each sub-layer's output before adding it to the residual stream
 (``post_attention_layernorm``, ``post_feedforward_layernorm``); as in TransformerLens,
 ``hook_attn_out`` / ``hook_mlp_out`` are those norms' outputs, i.e. what is added to the residual.
@@ -38,6 +42,8 @@ from interplab.common.errors import InterplabError
 from interplab.common.models import LoadedModel, find_blocks
 
 HOOK_KINDS = ("hook_resid_pre", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
+MLP_IN = "hook_mlp_in"  # transcoder inputs; TransformerLens: blocks.L.ln2.hook_normalized
+_KIND_ALIASES = {"ln2.hook_normalized": MLP_IN}
 
 _ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
 _MLP_NAMES = ("mlp", "feed_forward", "ffn", "fc2")  # OPT has no MLP module: fc2 is its output
@@ -75,7 +81,7 @@ def resolve_hook(model: Any, hook: str, layer: int | None = None) -> HookPoint:
     :class:`HookPoint`, checking the kind and the layer range."""
     n = n_layers(model)
     hook = str(hook).strip()
-    m = re.fullmatch(r"blocks\.(-?\d+)\.(\w+)", hook)
+    m = re.fullmatch(r"blocks\.(-?\d+)\.([\w.]+)", hook)
     if m:
         full_layer, kind = int(m.group(1)), m.group(2)
         if layer is not None and int(layer) != full_layer:
@@ -83,7 +89,8 @@ def resolve_hook(model: Any, hook: str, layer: int | None = None) -> HookPoint:
         layer = full_layer
     else:
         kind = hook
-    if kind not in HOOK_KINDS:
+    kind = _KIND_ALIASES.get(kind, kind)
+    if kind not in (*HOOK_KINDS, MLP_IN):
         raise InterplabError(
             f"unknown hook {hook!r}; expected one of: {', '.join(HOOK_KINDS)} "
             f"(with --layer 0..{n - 1}) or a full name such as blocks.0.hook_resid_post"
@@ -124,6 +131,10 @@ def hook_module(model: Any, hp: HookPoint) -> tuple[nn.Module, bool]:
         return block, True
     if hp.kind == "hook_resid_post":
         return block, False
+    if hp.kind == MLP_IN:
+        if _is_bert_block(block):
+            return block.intermediate, True
+        return _submodule(block, ("mlp", "feed_forward", "ffn", "fc1"), "MLP", block_name), True
     if _is_bert_block(block):
         return (block.attention.output.dense if hp.kind == "hook_attn_out" else block.output.dense), False
     if isinstance(getattr(block, "pre_feedforward_layernorm", None), nn.Module) and isinstance(

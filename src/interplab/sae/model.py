@@ -12,6 +12,11 @@ Encoding follows SAELens: ``x' = norm_in(x) - b_dec·[apply_b_dec_to_input]``,
 
 and decoding is ``x̂ = f @ W_dec + b_dec`` (then ``norm_out`` undoes a run-time input normalisation in
 :meth:`SAE.forward`).
+
+A *transcoder* (``hook_name_out`` set) reads one hook and predicts another: ``W_dec [d_sae, d_out]``,
+``b_dec [d_out]``, no ``b_dec`` subtracted from its input, and with a skip connection
+``ŷ = f @ W_dec + b_dec + x @ W_skipᵀ`` (``W_skip [d_out, d_in]``, in :meth:`SAE.forward` /
+:meth:`SAE.encode_decode`; :meth:`SAE.decode` alone has no ``x``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,13 @@ class SAEConfig:
     model_name: str | None = None
     source_format: str = ""  # "saelens", "saelens-legacy", "sparsify", "export", "new"
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    d_out: int | None = None  # transcoders: width of the output hook (default d_in)
+    hook_name_out: str | None = None  # transcoders: the hook whose activation the output predicts
+    skip_connection: bool = False  # transcoders with W_skip
+
+    @property
+    def out_width(self) -> int:
+        return int(self.d_out) if self.d_out is not None else self.d_in
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -59,6 +71,10 @@ class SAEConfig:
             if self.k is None or not (1 <= int(self.k) <= self.d_sae):
                 raise InterplabError(f"TopK SAE needs 1 ≤ k ≤ d_sae={self.d_sae}, got k={self.k}")
             self.k = int(self.k)
+        if self.apply_b_dec_to_input and self.out_width != self.d_in:
+            raise InterplabError(
+                f"apply_b_dec_to_input needs d_out = d_in, got d_out={self.d_out}, d_in={self.d_in}"
+            )
 
 
 class SAE(nn.Module):
@@ -71,8 +87,11 @@ class SAE(nn.Module):
         kw = {"dtype": dtype, "device": device}
         self.W_enc = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_sae, **kw))
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, **kw))
-        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in, **kw))
-        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, **kw))
+        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.out_width, **kw))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.out_width, **kw))
+        self.W_skip = (
+            nn.Parameter(torch.zeros(cfg.out_width, cfg.d_in, **kw)) if cfg.skip_connection else None
+        )
         self.threshold = nn.Parameter(torch.zeros(cfg.d_sae, **kw), requires_grad=False)
         if cfg.architecture == "gated":
             for name in GATED_TENSORS:
@@ -96,13 +115,19 @@ class SAE(nn.Module):
         sae = cls(cfg, dtype=dtype, device=device)
         expected = {
             "W_enc": (cfg.d_in, cfg.d_sae),
-            "W_dec": (cfg.d_sae, cfg.d_in),
+            "W_dec": (cfg.d_sae, cfg.out_width),
             "b_enc": (cfg.d_sae,),
-            "b_dec": (cfg.d_in,),
+            "b_dec": (cfg.out_width,),
             "threshold": (cfg.d_sae,),
         }
         given = {"W_enc": W_enc, "W_dec": W_dec, "b_enc": b_enc, "b_dec": b_dec, "threshold": threshold}
         gated = {k: v for k, v in gated.items() if v is not None}
+        W_skip = gated.pop("W_skip", None)
+        if (W_skip is not None) != cfg.skip_connection:
+            raise InterplabError("W_skip is given exactly when the config has skip_connection")
+        if W_skip is not None:
+            given["W_skip"] = W_skip
+            expected["W_skip"] = (cfg.out_width, cfg.d_in)
         unknown = sorted(set(gated) - set(GATED_TENSORS))
         if unknown or (gated and cfg.architecture != "gated"):
             raise InterplabError(
@@ -204,18 +229,18 @@ class SAE(nn.Module):
         return f.to(self.dtype) @ self.W_dec + self.b_dec
 
     def forward(self, x: Tensor) -> Tensor:
-        """Reconstruction of ``x`` in the input's own scale."""
-        x = x.to(self.dtype)
-        _, state = self._norm_in(x)
-        x_hat = self.decode(self.encode(x))
-        return self._norm_out(x_hat, state, self.cfg.normalize_activations)
+        """Reconstruction of ``x`` in the input's own scale (a transcoder's prediction of its output)."""
+        return self.encode_decode(x)[1]
 
     def encode_decode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(features, reconstruction)`` in one pass."""
         x = x.to(self.dtype)
         _, state = self._norm_in(x)
         f = self.encode(x)
-        return f, self._norm_out(self.decode(f), state, self.cfg.normalize_activations)
+        x_hat = self._norm_out(self.decode(f), state, self.cfg.normalize_activations)
+        if self.W_skip is not None:
+            x_hat = x_hat + x @ self.W_skip.T
+        return f, x_hat
 
     def extra_repr(self) -> str:
         c = self.cfg

@@ -153,9 +153,24 @@ def quick_check(
         windows.n_windows,
         windows.n_empty_texts,
     )
-    sections = run_pass(
-        loaded, hp, sae, windows, batch_size=batch_size, ablation=ablation, eval_convention=eval_convention
-    )
+    hp_out = None
+    if sae.cfg.hook_name_out:  # a transcoder: features from hp, prediction spliced at hp_out
+        from interplab.sae.transcoder import output_hook, run_transcoder_pass
+
+        hp_out = output_hook(loaded, sae, hp)
+        sections = run_transcoder_pass(
+            loaded, hp, hp_out, sae, windows, batch_size, ablation=ablation, eval_convention=eval_convention
+        )
+    else:
+        sections = run_pass(
+            loaded,
+            hp,
+            sae,
+            windows,
+            batch_size=batch_size,
+            ablation=ablation,
+            eval_convention=eval_convention,
+        )
     sections["run"] = {
         "model": str(model),
         "sae": str(sae_path),
@@ -167,6 +182,7 @@ def quick_check(
         "hook": hp.name,
         "layer": hp.layer,
         "hook_source": "--hook" if hook is not None else sae.cfg.extra.get("hook_source", "SAE config"),
+        "hook_out": None if hp_out is None else hp_out.name,
         "data": str(data),
         "batch_size": int(batch_size),
         "has_lm_head": loaded.is_causal,

@@ -246,3 +246,12 @@ def test_saelens_topk_rescaled_matches_saelens_itself(tmp_path):
     assert torch.equal(f_ours != 0, f_theirs != 0)  # the same firing decisions
     torch.testing.assert_close(f_ours, f_theirs, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(x_hat_ours, x_hat_theirs, rtol=1e-4, atol=1e-4)  # float32 rounding
+
+
+def test_unknown_convention_is_one_line(tmp_path):
+    from interplab.common.errors import InterplabError
+
+    with pytest.raises(
+        InterplabError, match=r"unknown --eval-convention 'tl'; expected one of: saelens, interplab"
+    ):
+        quick_check("minilm", tmp_path, eval_convention="tl")

@@ -176,3 +176,30 @@ def test_analyze_runs_a_transcoder(tiny_models, tiny_text_file, tmp_path):
     assert rec["mse_per_token"] == pytest.approx(quick["reconstruction"]["mse_per_token"], rel=1e-6)
     assert res.results["ablation"]["spliced_at"] == "blocks.1.hook_mlp_out"
     assert res.results["sparsity"]["l0_mean"] == pytest.approx(quick["sparsity"]["l0_mean"])
+
+
+@pytest.mark.parametrize("arch", ["skip_transcoder", "jumprelu_transcoder"])
+def test_saved_transcoder_reads_back_in_saelens(tmp_path, arch):
+    """``save_sae`` writes SAELens's transcoder layout: SAELens loads it with both hooks and gives the
+    same prediction; a TopK transcoder (no SAELens layout) is refused before anything is written."""
+    sae_lens = pytest.importorskip("sae_lens")
+    from interplab.common.errors import InterplabError
+    from interplab.sae.formats import save_sae
+
+    folder, w = saelens_transcoder(tmp_path, arch)
+    ours = load_sae(folder)
+    saved = save_sae(ours, tmp_path / "saved")
+    theirs = sae_lens.SAE.load_from_disk(str(saved), device="cpu")
+    assert theirs.cfg.architecture() == arch
+    assert theirs.cfg.metadata.hook_name == "blocks.1.ln2.hook_normalized"
+    assert theirs.cfg.metadata.hook_name_out == "blocks.1.hook_mlp_out"
+    x = torch.randn(200, D, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        y_theirs = theirs(x)
+    _, y_ref = _formula(w, x.double(), "jumprelu" if arch == "jumprelu_transcoder" else "relu")
+    torch.testing.assert_close(y_theirs.double(), y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(load_sae(saved).encode_decode(x)[1], y_theirs, rtol=1e-5, atol=1e-5)
+    topk, _ = sparsify_transcoder(tmp_path)
+    with pytest.raises(InterplabError, match="topk transcoder with W_skip has no SAELens layout"):
+        save_sae(load_sae(topk), tmp_path / "never")
+    assert not (tmp_path / "never").exists()

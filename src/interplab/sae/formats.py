@@ -532,6 +532,21 @@ def saelens_config_dict(sae: SAE) -> dict[str, Any]:
     }
     if c.architecture == "topk":
         cfg["k"] = c.k
+    if c.hook_name_out:  # a transcoder, in SAELens's transcoder layout
+        archs = {
+            "standard": "skip_transcoder" if c.skip_connection else "transcoder",
+            "jumprelu": "jumprelu_transcoder",
+        }
+        if c.architecture not in archs or (c.skip_connection and c.architecture != "standard"):
+            raise InterplabError(
+                f"a {c.architecture} transcoder{' with W_skip' if c.skip_connection else ''} has no SAELens "
+                "layout (SAELens has transcoder, skip_transcoder, jumprelu_transcoder)"
+            )
+        cfg["architecture"] = archs[c.architecture]
+        cfg["d_out"] = c.out_width
+        meta = cfg["metadata"]
+        meta["hook_name"] = (c.hook_name or "").replace("hook_mlp_in", "ln2.hook_normalized") or None
+        meta["hook_name_out"] = c.hook_name_out
     return cfg
 
 
@@ -540,6 +555,7 @@ def save_sae(sae: SAE, folder: str | Path, history: list[dict] | None = None) ->
     ``history.json`` when given. Each file is written atomically."""
     from safetensors.torch import save_file
 
+    cfg = saelens_config_dict(sae)  # refuses what SAELens cannot hold before anything is written
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     names = (
@@ -547,12 +563,13 @@ def save_sae(sae: SAE, folder: str | Path, history: list[dict] | None = None) ->
         if sae.cfg.architecture == "gated"
         else ("W_enc", "W_dec", "b_enc", "b_dec")
     )
+    names += ("W_skip",) if sae.cfg.skip_connection else ()
     tensors = {name: getattr(sae, name).detach().to("cpu").contiguous().clone() for name in names}
     if sae.cfg.architecture == "jumprelu":
         tensors["threshold"] = sae.threshold.detach().to("cpu").contiguous().clone()
     with atomic_path(out / SAELENS_WEIGHTS) as tmp:
         save_file(tensors, str(tmp))
-    write_json(out / SAELENS_CFG, saelens_config_dict(sae))
+    write_json(out / SAELENS_CFG, cfg)
     if history is not None:
         write_json(out / HISTORY, history)
     return out

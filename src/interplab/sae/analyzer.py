@@ -587,6 +587,7 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
             "source_format": an.sae.cfg.source_format,
             "hook_name_in_config": an.sae.cfg.hook_name,
             "hook_name_out": an.sae.cfg.hook_name_out,
+            "hook_source": "--hook" if cfg.hook_name else an.sae.cfg.extra.get("hook_source", "SAE config"),
         },
         "model": {"name": cfg.model_name, "has_lm_head": an.loaded.is_causal},
         **sections,

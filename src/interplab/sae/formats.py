@@ -13,6 +13,10 @@ format                 files                                        weights
 ``export``             ``weights.pt`` + ``config.json``             W_enc, W_dec, b_enc, b_dec
                        (+ ``history.json``)                         (+ threshold)
 =====================  ===========================================  =========================
+
+Gemma Scope, dictionary_learning, Llama Scope and transcoder folders have modules of their own
+(``formats_gemmascope``, ``formats_dictlearning``, ``formats_llamascope``, ``formats_transcoder``),
+listed in :func:`more_formats` and tried first.
 """
 
 from __future__ import annotations

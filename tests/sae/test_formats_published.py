@@ -366,7 +366,7 @@ def test_quick_and_analyze_run_every_format(tiny_models, tiny_text_file, tmp_pat
     assert res.results["sae"]["source_format"] == r["run"]["sae_format"]
 
 
-def test_bad_published_folders_one_line(tmp_path, tiny_models):
+def test_bad_published_folders_one_line(tmp_path):
     bad = tmp_path / "gemma"
     bad.mkdir()
     np.savez(bad / "params.npz", W_enc=np.zeros((4, 8), np.float32), foo=np.zeros(3, np.float32))
@@ -386,7 +386,10 @@ def test_bad_published_folders_one_line(tmp_path, tiny_models):
     (notsd / "config.json").write_text(json.dumps({"trainer": _dl_trainer("AutoEncoder")}))
     with pytest.raises(InterplabError, match="expected a state dict"):
         load_sae(notsd)
-    # a path with no layer and no --hook: one line, exit 2
+
+
+@pytest.mark.slow
+def test_path_without_layer_and_no_hook_is_one_line_exit_2(tmp_path, tiny_models):
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "params.npz").write_bytes((gemma_scope(tmp_path / "g2")[0] / "params.npz").read_bytes())

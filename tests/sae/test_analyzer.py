@@ -50,7 +50,7 @@ def test_output_folder_layout_and_keys(sae_analysis) -> None:
     assert set(results) == RESULT_KEYS
     for key in ("l0_mean", "l0_std", "l1_mean", "l1_std", "n_features", "n_tokens", "feature_frequency"):
         assert key in results["sparsity"]
-    for key in ("mse", "explained_variance", "explained_variance_legacy", "cosine_similarity", "l2_ratio"):
+    for key in ("mse_per_element", "mse_per_token", "explained_variance", "cosine_similarity", "l2_ratio"):
         assert key in results["reconstruction"]
     for key in (
         "baseline_loss",

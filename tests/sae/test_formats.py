@@ -170,19 +170,22 @@ def test_missing_and_unrecognised_folders(tmp_path, sae_folders):
     (bad / "cfg.json").write_text(json.dumps({"d_in": 32, "d_sae": 64, "architecture": "standard"}))
     with pytest.raises(InterplabError, match="not a readable safetensors file"):
         load_sae(bad)
-    gated = write_saelens(
-        tmp_path / "g", {"W_enc": torch.zeros(2, 3)}, {"d_in": 2, "d_sae": 3, "architecture": "gated"}
+    unknown = write_saelens(
+        tmp_path / "g",
+        {"W_enc": torch.zeros(2, 3)},
+        {"d_in": 2, "d_sae": 3, "architecture": "matching_pursuit"},
     )
-    with pytest.raises(InterplabError, match="unsupported SAE architecture architecture='gated'"):
-        load_sae(gated)
+    with pytest.raises(InterplabError, match="unsupported SAE architecture architecture='matching_pursuit'"):
+        load_sae(unknown)
 
 
-def test_sparsify_rejects_transcoder(tmp_path):
+def test_sparsify_transcoder_is_a_transcoder(tmp_path):
     w = make_random_weights(32, 64)
     folder = write_sparsify(tmp_path / "layers.0.mlp", w, k=4)
     assert load_sae(folder).cfg.hook_name == "blocks.0.hook_mlp_out"
     cfg = json.loads((folder / "cfg.json").read_text())
     cfg["transcode"] = True
     (folder / "cfg.json").write_text(json.dumps(cfg))
-    with pytest.raises(InterplabError, match="transcoder"):
-        load_sae(folder)
+    sae = load_sae(folder)  # transcode=true: the MLP's input → its output
+    assert sae.cfg.hook_name == "blocks.0.hook_mlp_in" and sae.cfg.hook_name_out == "blocks.0.hook_mlp_out"
+    assert sae.cfg.source_format == "sparsify-transcoder" and not sae.cfg.apply_b_dec_to_input

@@ -64,7 +64,8 @@ def test_reconstruction_matches_brute_force():
     r = stats.result()
     a, b = x.double().numpy(), x_hat.double().numpy()
     sq = ((a - b) ** 2).sum(1)
-    assert r["mse"] == pytest.approx(((a - b) ** 2).mean())
+    assert r["mse_per_element"] == pytest.approx(((a - b) ** 2).mean())
+    assert r["mse_per_token"] == pytest.approx(sq.mean()) and "mse" not in r
     assert r["explained_variance"] == pytest.approx(1 - sq.mean() / a.var(axis=0).sum())
     legacy = []
     for xb, hb in zip(_batches(a, sizes), _batches(b, sizes), strict=True):
@@ -123,7 +124,7 @@ def test_batch_ablation_matches_independent_forward(llama, tiny_texts, random_sa
     weights = random_sae_weights(32, 64, seed=7)
     sae = SAE.from_weights(SAEConfig(d_in=32, d_sae=64, architecture="standard"), **weights)
     sae.requires_grad_(False)
-    d = batch_ablation(llama, hp, sae, batch)
+    d = batch_ablation(llama, hp, sae, batch, convention="interplab")
     m = llama.model
     with torch.no_grad():
         emb = m.get_input_embeddings()(batch.input_ids)

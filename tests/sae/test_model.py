@@ -87,7 +87,7 @@ def test_dtype_and_shape_errors(random_sae_weights):
         sae.encode(torch.randn(2, 5))
     with pytest.raises(InterplabError, match="k ≤ d_sae=40"):
         SAEConfig(d_in=16, d_sae=40, architecture="topk", k=41)
-    with pytest.raises(InterplabError, match="unknown SAE architecture 'gated'"):
-        SAEConfig(d_in=16, d_sae=40, architecture="gated")
+    with pytest.raises(InterplabError, match="unknown SAE architecture 'matching_pursuit'"):
+        SAEConfig(d_in=16, d_sae=40, architecture="matching_pursuit")
     with pytest.raises(InterplabError, match="threshold"):
         SAE.from_weights(SAEConfig(d_in=16, d_sae=40, architecture="jumprelu"), w["W_enc"], w["W_dec"])

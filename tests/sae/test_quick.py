@@ -32,7 +32,7 @@ def test_perfect_sae_scores(tiny_models, tiny_text_file, perfect_sae_folder, tin
     assert set(s) >= {"sparsity", "dead_features", "reconstruction", "ablation", "run"}
     assert s["run"]["hook"] == "blocks.1.hook_resid_post"  # from the SAE config
     rec, abl, sp = s["reconstruction"], s["ablation"], s["sparsity"]
-    assert rec["mse"] == 0 and rec["explained_variance"] == 1
+    assert rec["mse_per_element"] == 0 == rec["mse_per_token"] and rec["explained_variance"] == 1
     assert rec["cosine_similarity"] == pytest.approx(1) and rec["l2_ratio"] == pytest.approx(1)
     assert abl["loss_recovered"] == pytest.approx(1, abs=1e-9) and abl["kl_score"] == pytest.approx(
         1, abs=1e-6
@@ -110,7 +110,7 @@ def test_cli_writes_json(tiny_models, tiny_text_file, perfect_sae_folder, tmp_pa
         "n_dense",
     ):
         assert key in data["dead_features"]
-    for key in ("mse", "explained_variance", "explained_variance_legacy", "cosine_similarity", "l2_ratio"):
+    for key in ("mse_per_element", "mse_per_token", "explained_variance", "cosine_similarity", "l2_ratio"):
         assert key in data["reconstruction"]
     for key in (
         "baseline_loss",

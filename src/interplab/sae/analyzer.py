@@ -21,7 +21,7 @@ import scipy.sparse as sp
 import torch
 
 from interplab.common.atomic import save_npy, write_json, write_jsonl
-from interplab.common.errors import one_of, require
+from interplab.common.errors import InterplabError, one_of, require
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.progress import track
@@ -37,7 +37,15 @@ from interplab.sae.cooccurrence import (
 from interplab.sae.cooccurrence import DENSE_LIMIT as CO_DENSE_LIMIT
 from interplab.sae.corpus import Batch, TokenWindows, iter_batches, load_windows
 from interplab.sae.formats import load_history, load_sae
-from interplab.sae.metrics import AblationStats, ablation_losses, clean_forward, sae_splice
+from interplab.sae.metrics import (
+    DEFAULT_EVAL_CONVENTION,
+    EVAL_CONVENTIONS,
+    AblationStats,
+    ablation_losses,
+    clean_forward,
+    sae_splice,
+    zero_ablation,
+)
 from interplab.sae.model import SAE
 from interplab.sae.quick import resolve_sae_hook, validate_run_args
 from interplab.sae.similarity import DENSE_LIMIT as SIM_DENSE_LIMIT
@@ -83,9 +91,11 @@ class AnalysisConfig:
     shard_tokens: int = 32_768
     overwrite: bool = False
     dtype: str = "float32"
+    eval_convention: str = DEFAULT_EVAL_CONVENTION
 
     def validate(self) -> None:
         validate_run_args(self.batch_size, self.context_size, self.max_tokens)
+        one_of(self.eval_convention, EVAL_CONVENTIONS, "--eval-convention")
         require(bool(str(self.sae_path)), "--sae is required: a folder holding an SAE")
         one_of(self.similarity, SIMILARITY_METRICS, "similarity metric")
         require(len(self.cooccurrence) > 0, "--cooccurrence needs at least one of: phi, jaccard, pmi")
@@ -158,12 +168,18 @@ class SAEAnalyzer:
         self.sae = sae if sae is not None else load_sae(self.cfg.sae_path, dtype=self.cfg.dtype)
         self.loaded = loaded if loaded is not None else load_model(self.cfg.model_name)
         self.hp = resolve_sae_hook(self.loaded, self.sae, self.cfg.hook_name, self.cfg.layer)
+        if self.sae.cfg.hook_name_out and self.sae.cfg.out_width != self.sae.d_in:
+            raise InterplabError(
+                f"sae analyze: transcoder with d_out={self.sae.cfg.out_width} ≠ d_in={self.sae.d_in} is not "
+                "supported; use sae quick"
+            )
         self.out = Path(self.cfg.analysis_dir)
         self.windows: TokenWindows | None = None
         self.collection: CollectionResult | None = None
         self._cooc: dict[str, Any] = {}
         self._similarity: np.ndarray | None = None
         self._ablation: dict[str, Any] | None = None
+        self._transcoder: dict[str, Any] | None = None
         self.writer_factory: Any = ActivationDBWriter  # replaceable, e.g. to inject write errors in tests
 
     # -- data -------------------------------------------------------------------------------------
@@ -299,8 +315,29 @@ class SAEAnalyzer:
         freq = col.feature_stats.count
         order = np.lexsort((np.arange(freq.size), -freq))
         feats = [int(f) for f in order[:n_features] if freq[f] > 0]
+        if self.sae.cfg.hook_name_out:  # a transcoder: its prediction is spliced at the output hook
+            from interplab.sae.transcoder import analysis_sections
+
+            self._transcoder = analysis_sections(
+                self.loaded,
+                self.hp,
+                self.sae,
+                self.windows,
+                _ablation_windows(self.windows, n_tokens),
+                self.cfg.batch_size,
+                self.cfg.eval_convention,
+            )
+            self._ablation = {k: self._transcoder[k] for k in ("ablation", "feature_ablation")}
+            return self._ablation
         self._ablation = ablation_on_subset(
-            self.loaded, self.hp, self.sae, self.windows, self.cfg.batch_size, n_tokens, feats
+            self.loaded,
+            self.hp,
+            self.sae,
+            self.windows,
+            self.cfg.batch_size,
+            n_tokens,
+            feats,
+            convention=self.cfg.eval_convention,
         )
         return self._ablation
 
@@ -396,25 +433,33 @@ def ablation_on_subset(
     n_tokens: int,
     features: list[int],
     group: int = ABLATION_GROUP,
+    convention: str = DEFAULT_EVAL_CONVENTION,
 ) -> dict[str, Any]:
-    """The ``ablation`` section and per-feature ablation effects on the first ``n_tokens`` tokens."""
+    """The ``ablation`` section and per-feature ablation effects on the first ``n_tokens`` tokens
+    (CE and KL positions of ``convention``, see :func:`interplab.sae.metrics.loss_positions`)."""
     sub = _ablation_windows(windows, n_tokens)
-    stats = AblationStats.for_model(loaded)
+    stats = AblationStats.for_model(loaded, convention)
     if sub is None:
         return {"ablation": None, "feature_ablation": None}
     sums = {f: np.zeros(2) for f in features}  # Σ loss, Σ kl of the feature-removed runs
     sae_sums = np.zeros(2)
     fires = dict.fromkeys(features, 0)
-    n_seen = 0
+    n_seen = n_seen_kl = 0
     batches = list(iter_batches(sub, batch_size))
     for batch in track(batches, "ablation subset"):
         act, clean = clean_forward(loaded, hp, batch)
         losses = ablation_losses(
-            loaded, hp, batch, {"zero": torch.zeros_like, "sae": sae_splice(sae)}, clean=clean
+            loaded,
+            hp,
+            batch,
+            {"zero": zero_ablation(convention), "sae": sae_splice(sae)},
+            clean=clean,
+            convention=convention,
         )
         stats.update(**losses)
         sae_sums += [float(losses["sae_loss"].double().sum()), float(losses["kl_sae"].double().sum())]
         n_seen += int(losses["sae_loss"].numel())
+        n_seen_kl += int(losses["kl_sae"].numel())
         with torch.no_grad():
             f_tok = sae.encode(act[batch.token_mask.to(act.device)].to(sae.device, sae.dtype))
         if features:
@@ -432,6 +477,7 @@ def ablation_on_subset(
                 _repeat_batch(batch, g),
                 {"abl": _feature_removed_fn(sae, feats, b)},
                 clean=clean.repeat(g, *reps),
+                convention=convention,
             )
             loss = out["abl_loss"].double().view(g, -1).sum(dim=1)
             kl = out["kl_abl"].double().view(g, -1).sum(dim=1)
@@ -443,15 +489,15 @@ def ablation_on_subset(
         f"computed with full forward passes on the first {stats.n_tokens} tokens "
         f"({sub.n_windows} windows) of the corpus, not on all tokens"
     )
-    n = max(n_seen, 1)
-    sae_loss, sae_kl = sae_sums / n
+    n, n_kl = max(n_seen, 1), max(n_seen_kl, 1)
+    sae_loss, sae_kl = sae_sums[0] / n, sae_sums[1] / n_kl
     effects = [
         {
             "feature": f,
             "loss_with_feature_removed": float(sums[f][0] / n),
             "loss_delta": float(sums[f][0] / n - sae_loss),
-            "kl_with_feature_removed": float(sums[f][1] / n),
-            "kl_delta": float(sums[f][1] / n - sae_kl),
+            "kl_with_feature_removed": float(sums[f][1] / n_kl),
+            "kl_delta": float(sums[f][1] / n_kl - sae_kl),
             "n_tokens_firing": int(fires[f]),
         }
         for f in features
@@ -528,6 +574,8 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
         abl = an._ablation if an._ablation is not None else an.ablation_study()
 
     sections = col.sections
+    if an._transcoder is not None:  # prediction vs the true output, not the input's reconstruction
+        sections = {**sections, "reconstruction": an._transcoder["reconstruction"]}
     results: dict[str, Any] = {
         "config": {**dataclasses.asdict(cfg), "hook": an.hp.name, "layer": an.hp.layer},
         "data": an.windows.summary() if an.windows else None,
@@ -538,6 +586,8 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
             "d_sae": d,
             "source_format": an.sae.cfg.source_format,
             "hook_name_in_config": an.sae.cfg.hook_name,
+            "hook_name_out": an.sae.cfg.hook_name_out,
+            "hook_source": "--hook" if cfg.hook_name else an.sae.cfg.extra.get("hook_source", "SAE config"),
         },
         "model": {"name": cfg.model_name, "has_lm_head": an.loaded.is_causal},
         **sections,

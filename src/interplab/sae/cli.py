@@ -27,6 +27,9 @@ def quick_command(
     output_json: str | None = typer.Option(None, "--output-json", help="Also write the sections as JSON."),
     no_ablation: bool = typer.Option(False, "--no-ablation", help="Skip the three-pass ablation section."),
     dtype: str = typer.Option("float32", "--dtype", help="SAE weights dtype: float32, bfloat16, float16."),
+    eval_convention: str = typer.Option(
+        "saelens", "--eval-convention", help="CE/KL positions: saelens (as SAELens evals) or interplab."
+    ),
 ) -> None:
     """Quick check of an SAE: sparsity, dead features, reconstruction and ablation in one pass."""
     from interplab.sae.quick import quick_check, render_tables
@@ -43,6 +46,7 @@ def quick_command(
         output_json=output_json,
         ablation=not no_ablation,
         dtype=dtype,
+        eval_convention=eval_convention,
     )
     render_tables(result)
     if result.output_json is not None:
@@ -158,6 +162,9 @@ def analyze_command(
         False, "--overwrite", help="Replace a database built with other settings."
     ),
     dtype: str = typer.Option("float32", "--dtype", help="SAE dtype (float32, bfloat16, float16)."),
+    eval_convention: str = typer.Option(
+        "saelens", "--eval-convention", help="CE/KL positions: saelens (as SAELens evals) or interplab."
+    ),
 ) -> None:
     """Full SAE analysis: Parquet activation database, matrices, summaries, plots and a report."""
     from interplab.sae.analyzer import run_comprehensive_analysis
@@ -182,6 +189,7 @@ def analyze_command(
         shard_tokens=shard_tokens,
         overwrite=overwrite,
         dtype=dtype,
+        eval_convention=eval_convention,
     )
     s = result.summary
     typer.echo(

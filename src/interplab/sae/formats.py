@@ -13,6 +13,10 @@ format                 files                                        weights
 ``export``             ``weights.pt`` + ``config.json``             W_enc, W_dec, b_enc, b_dec
                        (+ ``history.json``)                         (+ threshold)
 =====================  ===========================================  =========================
+
+Gemma Scope, dictionary_learning, Llama Scope and transcoder folders have modules of their own
+(``formats_gemmascope``, ``formats_dictlearning``, ``formats_llamascope``, ``formats_transcoder``),
+listed in :func:`more_formats` and tried first.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from interplab.common.atomic import atomic_path, write_json
 from interplab.common.data import read_json
 from interplab.common.errors import InterplabError
-from interplab.sae.model import SAE, SAEConfig
+from interplab.sae.model import GATED_TENSORS, SAE, SAEConfig
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,9 @@ EXPORT_CFG = "config.json"
 HISTORY = "history.json"
 
 EXPECTED_FILE_SETS = (
+    "params.npz (Gemma Scope)",
+    "ae.pt + config.json (dictionary_learning)",
+    "hyperparams.json + checkpoints/final.safetensors (Llama Scope)",
     f"{SAELENS_CFG} + {SAELENS_WEIGHTS} (SAELens)",
     f"{SAELENS_CFG} + {SPARSIFY_WEIGHTS} (sparsify hook-point folder)",
     f"{EXPORT_WEIGHTS} + {EXPORT_CFG} [+ {HISTORY}] (export folder)",
@@ -68,6 +75,7 @@ _ARCH_ALIASES = {
     "batch_topk": "batchtopk",
     "batch-topk": "batchtopk",
     "matryoshka_batchtopk": "batchtopk",
+    "gated": "gated",
 }
 
 
@@ -102,7 +110,7 @@ def _architecture(value: Any, path: Path, key: str) -> str:
     if arch is None:
         raise InterplabError(
             f"{path}: unsupported SAE architecture {key}={value!r}; supported: standard (relu), topk, "
-            "jumprelu, batchtopk (exported as jumprelu)"
+            "jumprelu, gated, batchtopk (exported as jumprelu)"
         )
     return arch
 
@@ -204,11 +212,12 @@ def _finish(
         cfg,
         W_enc=w["W_enc"],
         W_dec=w["W_dec"],
-        b_enc=w.get("b_enc"),
+        b_enc=None if cfg.architecture == "gated" else w.get("b_enc"),
         b_dec=w.get("b_dec"),
         threshold=w.get("threshold"),
         dtype=dtype,
         device=device,
+        **({n: w.get(n) for n in GATED_TENSORS} if cfg.architecture == "gated" else {}),
     )
     sae.eval()
     sae.requires_grad_(False)  # loaded SAEs are for inference
@@ -230,6 +239,25 @@ def _make_cfg(path: Path, arch: str, **kwargs: Any) -> SAEConfig:
     if arch == "batchtopk":
         cfg.architecture = "batchtopk"  # resolved to jumprelu in _finish
     return cfg
+
+
+def fold_decoder_norm(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """``W_enc``, ``b_enc``, ``W_dec`` with the decoder row norms ``n_i = ‖W_dec[i]‖`` folded in.
+
+    An SAE with ``rescale_acts_by_decoder_norm`` computes ``pre·n`` before its activation function and
+    decodes ``(f / n) W_dec``; ``W_enc·n``, ``b_enc·n`` and ``W_dec / n`` give the same features and
+    reconstruction from the plain formulas (SAELens's own fold; thresholds are already in the units
+    of ``pre·n``)."""
+    missing = [k for k in ("W_enc", "b_enc", "W_dec") if k not in tensors]
+    if missing:
+        raise InterplabError(f"{path}: rescale_acts_by_decoder_norm needs {', '.join(missing)}")
+    W_dec = tensors["W_dec"].to(torch.float32)
+    norms = W_dec.norm(dim=-1).clamp_min(1e-8)
+    return {
+        "W_enc": tensors["W_enc"].to(torch.float32) * norms[None, :],
+        "b_enc": tensors["b_enc"].to(torch.float32) * norms,
+        "W_dec": W_dec / norms[:, None],
+    }
 
 
 def _load_saelens(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
@@ -266,6 +294,8 @@ def _load_saelens(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
         source_format="saelens-legacy" if legacy else "saelens",
     )
     tensors = _read_safetensors(folder / SAELENS_WEIGHTS)
+    if raw.get("rescale_acts_by_decoder_norm"):
+        tensors.update(fold_decoder_norm(tensors, folder / SAELENS_WEIGHTS))
     scaling = raw.get("norm_scaling_factor", raw.get("scaling_factor"))
     if arch == "batchtopk" and "threshold" not in tensors:
         tensors["threshold"] = _threshold_tensor(raw.get("threshold"), cfg.d_sae)  # type: ignore[assignment]
@@ -395,8 +425,25 @@ def _load_export(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
     return _finish(cfg, w, folder, dtype, device, raw.get("norm_scaling_factor"))
 
 
+def more_formats() -> dict[str, Any]:
+    """Formats with a module of their own: name → module with ``detect(path)`` and ``load(path, dtype,
+    device)``, checked before the formats above."""
+    from interplab.sae import formats_dictlearning, formats_gemmascope, formats_llamascope, formats_transcoder
+
+    return {
+        "transcoder": formats_transcoder,
+        "gemmascope": formats_gemmascope,
+        "dictionary_learning": formats_dictlearning,
+        "llamascope": formats_llamascope,
+    }
+
+
 def detect_format(folder: Path) -> str:
-    """Which format a folder holds (``saelens``, ``sparsify``, ``export``) or an error naming the files."""
+    """Which format a folder holds (``saelens``, ``sparsify``, ``export``, or one of
+    :func:`more_formats`) or an error naming the files."""
+    for name, module in more_formats().items():
+        if module.detect(folder):
+            return name
     names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
     if SAELENS_CFG in names and SAELENS_WEIGHTS in names:
         return "saelens"
@@ -430,7 +477,8 @@ def load_sae(path: str | Path, dtype: torch.dtype | str = torch.float32, device:
         )
     dtype = resolve_dtype(dtype)
     fmt = detect_format(folder)
-    loader = {"saelens": _load_saelens, "sparsify": _load_sparsify, "export": _load_export}[fmt]
+    loaders = {"saelens": _load_saelens, "sparsify": _load_sparsify, "export": _load_export}
+    loader = loaders[fmt] if fmt in loaders else more_formats()[fmt].load
     sae = loader(folder, dtype, device)
     log.debug("loaded %s SAE from %s: %s", sae.cfg.source_format, folder, sae)
     return sae
@@ -456,8 +504,13 @@ def load_history(path: str | Path) -> list[dict[str, Any]] | None:
     return data if isinstance(data, list) else None
 
 
+SAELENS_FORMAT_VERSION = "6.0.0"  # the cfg.json schema written; SAELens < 6 configs are flat
+
+
 def saelens_config_dict(sae: SAE) -> dict[str, Any]:
-    """The SAELens v6 ``cfg.json`` of ``sae``."""
+    """The SAELens v6 ``cfg.json`` of ``sae``. ``metadata.sae_lens_version`` tells SAELens (≥ 6) that
+    the config is in its v6 layout; without it SAELens reads it as a pre-6 flat config and drops
+    ``metadata.hook_name`` / ``model_name``."""
     c = sae.cfg
     cfg: dict[str, Any] = {
         "architecture": c.architecture,
@@ -476,11 +529,28 @@ def saelens_config_dict(sae: SAE) -> dict[str, Any]:
             "context_size": c.extra.get("context_size"),
             "dataset_path": c.extra.get("dataset_path"),
             "prepend_bos": c.extra.get("prepend_bos"),
+            "sae_lens_version": SAELENS_FORMAT_VERSION,
+            "sae_lens_training_version": None,
             "trained_with": "interplab",
         },
     }
     if c.architecture == "topk":
         cfg["k"] = c.k
+    if c.hook_name_out:  # a transcoder, in SAELens's transcoder layout
+        archs = {
+            "standard": "skip_transcoder" if c.skip_connection else "transcoder",
+            "jumprelu": "jumprelu_transcoder",
+        }
+        if c.architecture not in archs or (c.skip_connection and c.architecture != "standard"):
+            raise InterplabError(
+                f"a {c.architecture} transcoder{' with W_skip' if c.skip_connection else ''} has no SAELens "
+                "layout (SAELens has transcoder, skip_transcoder, jumprelu_transcoder)"
+            )
+        cfg["architecture"] = archs[c.architecture]
+        cfg["d_out"] = c.out_width
+        meta = cfg["metadata"]
+        meta["hook_name"] = (c.hook_name or "").replace("hook_mlp_in", "ln2.hook_normalized") or None
+        meta["hook_name_out"] = c.hook_name_out
     return cfg
 
 
@@ -489,17 +559,21 @@ def save_sae(sae: SAE, folder: str | Path, history: list[dict] | None = None) ->
     ``history.json`` when given. Each file is written atomically."""
     from safetensors.torch import save_file
 
+    cfg = saelens_config_dict(sae)  # refuses what SAELens cannot hold before anything is written
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        name: getattr(sae, name).detach().to("cpu").contiguous().clone()
-        for name in ("W_enc", "W_dec", "b_enc", "b_dec")
-    }
+    names = (
+        ("W_enc", "W_dec", "b_dec", *GATED_TENSORS)
+        if sae.cfg.architecture == "gated"
+        else ("W_enc", "W_dec", "b_enc", "b_dec")
+    )
+    names += ("W_skip",) if sae.cfg.skip_connection else ()
+    tensors = {name: getattr(sae, name).detach().to("cpu").contiguous().clone() for name in names}
     if sae.cfg.architecture == "jumprelu":
         tensors["threshold"] = sae.threshold.detach().to("cpu").contiguous().clone()
     with atomic_path(out / SAELENS_WEIGHTS) as tmp:
         save_file(tensors, str(tmp))
-    write_json(out / SAELENS_CFG, saelens_config_dict(sae))
+    write_json(out / SAELENS_CFG, cfg)
     if history is not None:
         write_json(out / HISTORY, history)
     return out

@@ -10,8 +10,16 @@ hook_attn_out      output of the attention sub-module: ``self_attn`` (Llama/Qwen
                    (GPT-2), ``attention`` (GPT-NeoX); BERT: ``attention.output.dense`` (the
                    projection added to the residual, before BERT's residual add + LayerNorm)
 hook_mlp_out       output of ``mlp`` (Llama/Qwen/GPT-2/GPT-NeoX); BERT: ``output.dense`` (the MLP's
-                   down projection, before the residual add + LayerNorm)
+                   down projection, before the residual add + LayerNorm); OPT: ``fc2``
 =================  ==========================================================================
+
+``hook_mlp_in`` (for transcoders) is the *input* of the MLP module (forward pre-hook on ``mlp``;
+OPT: ``fc1``; BERT: ``intermediate``), i.e. after the pre-MLP norm: TransformerLens's
+``blocks.L.ln2.hook_normalized``, accepted as an alias. It is not one of :data:`HOOK_KINDS`.
+
+Gemma-2 / Gemma-3 normalise each sub-layer's output before adding it to the residual stream
+(``post_attention_layernorm``, ``post_feedforward_layernorm``); as in TransformerLens,
+``hook_attn_out`` / ``hook_mlp_out`` are those norms' outputs, i.e. what is added to the residual.
 
 Hugging Face applies the final norm (GPT-2 ``ln_f``, Llama ``norm``) to the *last* entry of
 ``output_hidden_states``; ``blocks.{n-1}.hook_resid_post`` is the block output before that norm,
@@ -34,9 +42,11 @@ from interplab.common.errors import InterplabError
 from interplab.common.models import LoadedModel, find_blocks
 
 HOOK_KINDS = ("hook_resid_pre", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
+MLP_IN = "hook_mlp_in"  # transcoder inputs; TransformerLens: blocks.L.ln2.hook_normalized
+_KIND_ALIASES = {"ln2.hook_normalized": MLP_IN}
 
 _ATTN_NAMES = ("self_attn", "attn", "attention", "self_attention")
-_MLP_NAMES = ("mlp", "feed_forward", "ffn")
+_MLP_NAMES = ("mlp", "feed_forward", "ffn", "fc2")  # OPT has no MLP module: fc2 is its output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +81,7 @@ def resolve_hook(model: Any, hook: str, layer: int | None = None) -> HookPoint:
     :class:`HookPoint`, checking the kind and the layer range."""
     n = n_layers(model)
     hook = str(hook).strip()
-    m = re.fullmatch(r"blocks\.(-?\d+)\.(\w+)", hook)
+    m = re.fullmatch(r"blocks\.(-?\d+)\.([\w.]+)", hook)
     if m:
         full_layer, kind = int(m.group(1)), m.group(2)
         if layer is not None and int(layer) != full_layer:
@@ -79,7 +89,8 @@ def resolve_hook(model: Any, hook: str, layer: int | None = None) -> HookPoint:
         layer = full_layer
     else:
         kind = hook
-    if kind not in HOOK_KINDS:
+    kind = _KIND_ALIASES.get(kind, kind)
+    if kind not in (*HOOK_KINDS, MLP_IN):
         raise InterplabError(
             f"unknown hook {hook!r}; expected one of: {', '.join(HOOK_KINDS)} "
             f"(with --layer 0..{n - 1}) or a full name such as blocks.0.hook_resid_post"
@@ -120,8 +131,17 @@ def hook_module(model: Any, hp: HookPoint) -> tuple[nn.Module, bool]:
         return block, True
     if hp.kind == "hook_resid_post":
         return block, False
+    if hp.kind == MLP_IN:
+        if _is_bert_block(block):
+            return block.intermediate, True
+        return _submodule(block, ("mlp", "feed_forward", "ffn", "fc1"), "MLP", block_name), True
     if _is_bert_block(block):
         return (block.attention.output.dense if hp.kind == "hook_attn_out" else block.output.dense), False
+    if isinstance(getattr(block, "pre_feedforward_layernorm", None), nn.Module) and isinstance(
+        getattr(block, "post_feedforward_layernorm", None), nn.Module
+    ):  # Gemma-2/3 sandwich norms: the post-norm outputs are what is added to the residual
+        post = "post_attention_layernorm" if hp.kind == "hook_attn_out" else "post_feedforward_layernorm"
+        return getattr(block, post), False
     if hp.kind == "hook_attn_out":
         return _submodule(block, _ATTN_NAMES, "attention", block_name), False
     return _submodule(block, _MLP_NAMES, "MLP", block_name), False
@@ -203,7 +223,12 @@ def capture_activations(
         pass
     finally:
         handle.remove()
-    return captured["act"]
+    return unflatten_tokens(captured["act"], input_ids.shape)
+
+
+def unflatten_tokens(act: Tensor, batch_shape: tuple[int, ...] | torch.Size) -> Tensor:
+    """``[B·T, d]`` → ``[B, T, d]`` for modules that run on flattened tokens (OPT's ``fc2``)."""
+    return act.reshape(*batch_shape[:2], -1) if act.dim() == 2 else act
 
 
 @contextlib.contextmanager
@@ -223,16 +248,25 @@ def replace_activations(model: Any, hp: HookPoint, fn: Callable[[Tensor], Tensor
 
         handle = target.register_forward_pre_hook(pre_hook, with_kwargs=True)
     else:
+        block = find_blocks(module)[1][hp.layer]
+        shape: dict[str, torch.Size] = {}
+
+        def block_pre_hook(_mod: nn.Module, args: tuple, kwargs: dict) -> None:
+            shape["bt"] = _pre_input(args, kwargs).shape[:2]
 
         def hook(_mod: nn.Module, _args: tuple, out: Any) -> Any:
             act = first_tensor(out)
-            return _replace_first(out, fn(act).to(act.dtype))
+            new = fn(unflatten_tokens(act, shape.get("bt", act.shape))).reshape(act.shape)
+            return _replace_first(out, new.to(act.dtype))
 
         handle = target.register_forward_hook(hook)
+        block_handle = block.register_forward_pre_hook(block_pre_hook, with_kwargs=True)
     try:
         yield
     finally:
         handle.remove()
+        if not pre:
+            block_handle.remove()
 
 
 def hook_width(model: Any, hp: HookPoint) -> int:

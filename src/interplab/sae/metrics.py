@@ -27,6 +27,7 @@ from interplab.sae.hooks import (
     hook_module,
     replace_activations,
     run_forward,
+    unflatten_tokens,
     unwrap_model,
 )
 from interplab.sae.model import SAE
@@ -148,7 +149,9 @@ class SparsityStats:
 class ReconstructionStats:
     """Reconstruction quality → ``reconstruction`` section.
 
-    * ``mse`` = Σ‖x − x̂‖² / (n·d)
+    * ``mse_per_element`` = Σ‖x − x̂‖² / (n·d)   (mean over tokens and dimensions)
+    * ``mse_per_token`` = Σ‖x − x̂‖² / n   (squared error summed over the d dimensions, mean over tokens:
+      what SAELens's evals and training report as ``mse``)
     * ``explained_variance`` = 1 − (Σ‖x − x̂‖² / n) / Σ_d Var(x_d)   (population variance over tokens)
     * ``explained_variance_legacy`` = mean over tokens of 1 − ‖x − x̂‖² / ‖x − x̄_batch‖² (as SAEBench /
       SAELens evals, with x̄ the mean of the tokens in the same batch)
@@ -191,7 +194,8 @@ class ReconstructionStats:
         total_var = float(self.x_moments.var.sum()) if self.x_moments.m2 is not None else float("nan")
         mse_tok = self.sse / n
         return {
-            "mse": self.sse / (n * self.d_in),
+            "mse_per_element": self.sse / (n * self.d_in),
+            "mse_per_token": mse_tok,
             "explained_variance": 1.0 - mse_tok / total_var if total_var > 0 else float("nan"),
             "explained_variance_legacy": self.ev_legacy_sum / self.ev_legacy_n
             if self.ev_legacy_n
@@ -199,42 +203,90 @@ class ReconstructionStats:
             "cosine_similarity": self.cos_sum / n,
             "l2_ratio": self.ratio_sum / self.ratio_n if self.ratio_n else float("nan"),
             "total_variance": total_var,
-            "sum_squared_error_per_token": mse_tok,
             "n_tokens": self.n_tokens,
         }
 
 
+EVAL_CONVENTIONS = ("saelens", "interplab")
+DEFAULT_EVAL_CONVENTION = "saelens"
+
+
+def loss_positions(batch: Batch, convention: str = DEFAULT_EVAL_CONVENTION) -> Tensor:
+    """``[B, T−1]`` bool: the positions ``t`` whose next-token prediction enters the CE means.
+
+    * ``saelens`` — the prediction is made *from* a text token and its target is a real token:
+      ``token_mask[t] ∧ attention_mask[t+1]`` (the prediction from BOS is dropped, as SAELens's evals
+      drop positions whose input is a special token);
+    * ``interplab`` — the *target* is a text token: ``attention_mask[t] ∧ token_mask[t+1]``.
+    """
+    if convention == "saelens":
+        return batch.token_mask[:, :-1] & batch.attention_mask[:, 1:].bool()
+    return batch.attention_mask[:, :-1].bool() & batch.token_mask[:, 1:]
+
+
+def kl_positions(batch: Batch, convention: str = DEFAULT_EVAL_CONVENTION) -> Tensor:
+    """``[B, T]`` bool: the positions whose output distributions enter the KL means.
+
+    * ``saelens`` — every text token, the last position of a window included (``token_mask``);
+    * ``interplab`` — the same positions as the CE (:func:`loss_positions`; the last position of a
+      window has no target and is left out).
+    """
+    if convention == "saelens":
+        return batch.token_mask
+    mask = torch.zeros_like(batch.token_mask)
+    mask[:, :-1] = loss_positions(batch, convention)
+    return mask
+
+
+@dataclasses.dataclass(frozen=True)
+class AtAllPositions:
+    """A replacement applied at every position, special tokens and padding included (SAELens's
+    zero ablation); a plain callable is applied at text tokens only."""
+
+    fn: Callable[[Tensor], Tensor]
+
+
+def zero_ablation(convention: str = DEFAULT_EVAL_CONVENTION) -> Callable[[Tensor], Tensor] | AtAllPositions:
+    """The zero-ablation replacement: at every position (``saelens``) or at text tokens (``interplab``)."""
+    return AtAllPositions(torch.zeros_like) if convention == "saelens" else torch.zeros_like
+
+
 class AblationStats:
-    """Token-weighted losses and KLs → ``ablation`` section.
+    """Position-weighted losses and KLs → ``ablation`` section.
 
     ``loss_recovered = (zero − sae) / (zero − clean)``; ``kl_score = (KL_zero − KL_sae) / KL_zero``
-    with ``KL(p_clean ‖ p)``. ``substitute`` names what replaces them for models without an LM head.
+    with ``KL(p_clean ‖ p)``. The losses are means over the CE positions and the KLs over the KL
+    positions of ``convention`` (:func:`loss_positions`, :func:`kl_positions`). ``substitute`` names
+    what replaces them for models without an LM head.
     """
 
     KEYS = ("clean_loss", "zero_loss", "sae_loss", "kl_zero", "kl_sae")
 
-    def __init__(self, substitute: str | None = None) -> None:
+    def __init__(self, substitute: str | None = None, convention: str = DEFAULT_EVAL_CONVENTION) -> None:
         self.substitute = substitute
+        self.convention = convention
         self.sums = dict.fromkeys(self.KEYS, 0.0)
-        self.n_tokens = 0
+        self.n_tokens = 0  # CE positions
+        self.n_kl = 0  # KL positions
 
     @classmethod
-    def for_model(cls, loaded: LoadedModel) -> AblationStats:
-        return cls(substitute=None if loaded.is_causal else NO_LM_HEAD_SUBSTITUTE)
+    def for_model(cls, loaded: LoadedModel, convention: str = DEFAULT_EVAL_CONVENTION) -> AblationStats:
+        return cls(substitute=None if loaded.is_causal else NO_LM_HEAD_SUBSTITUTE, convention=convention)
 
     def update(
         self, clean_loss: Tensor, zero_loss: Tensor, sae_loss: Tensor, kl_zero: Tensor, kl_sae: Tensor
     ) -> None:
-        """Add per-token values (1-d tensors of equal length)."""
+        """Add per-position values (1-d tensors: the losses over CE positions, the KLs over KL positions)."""
         values = dict(zip(self.KEYS, (clean_loss, zero_loss, sae_loss, kl_zero, kl_sae), strict=True))
         for key, v in values.items():
             self.sums[key] += float(v.detach().to(torch.float64).sum())
         self.n_tokens += int(clean_loss.numel())
+        self.n_kl += int(kl_sae.numel())
 
     def result(self) -> dict[str, Any]:
-        n = max(self.n_tokens, 1)
+        n, n_kl = max(self.n_tokens, 1), max(self.n_kl, 1)
         clean, zero, sae = (self.sums[k] / n for k in ("clean_loss", "zero_loss", "sae_loss"))
-        kl_zero, kl_sae = self.sums["kl_zero"] / n, self.sums["kl_sae"] / n
+        kl_zero, kl_sae = self.sums["kl_zero"] / n_kl, self.sums["kl_sae"] / n_kl
         denom = zero - clean
         return {
             "baseline_loss": clean,
@@ -247,6 +299,9 @@ class AblationStats:
             "kl_direction": "KL(p_clean || p_ablated)",
             "loss": "next-token cross-entropy" if self.substitute is None else "final hidden state MSE",
             "substitute": self.substitute,
+            "eval_convention": self.convention if self.substitute is None else "text tokens",
+            "n_positions_loss": self.n_tokens,
+            "n_positions_kl": self.n_kl,
             "n_tokens": self.n_tokens,
         }
 
@@ -278,28 +333,47 @@ def clean_forward(loaded: LoadedModel, hp: HookPoint, batch: Batch) -> tuple[Ten
         out = run_forward(module, batch.input_ids, batch.attention_mask)
     finally:
         handle.remove()
-    return captured["act"], _model_output(loaded, out)
+    return unflatten_tokens(captured["act"], batch.input_ids.shape), _model_output(loaded, out)
+
+
+def only_at(mask: Tensor, fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``fn`` applied where ``mask`` ``[B, T]`` is true; the original activation kept elsewhere."""
+
+    def masked(act: Tensor) -> Tensor:
+        m = mask.to(act.device)
+        if m.shape != act.shape[:2]:  # a stacked batch (repeated copies) is not what the mask describes
+            raise ValueError(f"token mask {list(m.shape)} does not match the activation {list(act.shape)}")
+        return torch.where(m[..., None], fn(act).to(act.dtype), act)
+
+    return masked
 
 
 @torch.no_grad()
 def _spliced_output(
-    loaded: LoadedModel, hp: HookPoint, batch: Batch, fn: Callable[[Tensor], Tensor]
+    loaded: LoadedModel,
+    hp: HookPoint,
+    batch: Batch,
+    fn: Callable[[Tensor], Tensor] | AtAllPositions,
 ) -> Tensor:
     module = unwrap_model(loaded)
-    with replace_activations(module, hp, fn):
+    replace = fn.fn if isinstance(fn, AtAllPositions) else only_at(batch.token_mask, fn)
+    with replace_activations(module, hp, replace):
         out = run_forward(module, batch.input_ids, batch.attention_mask)
     return _model_output(loaded, out)
 
 
-def _loss_and_kl(loaded: LoadedModel, batch: Batch, clean: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-token loss of ``other`` and its divergence from ``clean`` (see :class:`AblationStats`)."""
+def _loss_and_kl(
+    loaded: LoadedModel, batch: Batch, clean: Tensor, other: Tensor, convention: str = DEFAULT_EVAL_CONVENTION
+) -> tuple[Tensor, Tensor]:
+    """Per-position loss of ``other`` and its divergence from ``clean`` (see :class:`AblationStats`)."""
     if loaded.is_causal:
         dev = other.device
-        mask = batch.attention_mask[:, :-1].bool().to(dev) & batch.token_mask[:, 1:].to(dev)
+        mask = loss_positions(batch, convention).to(dev)
         targets = batch.input_ids[:, 1:].to(dev)[mask]
-        logp = torch.log_softmax(other[:, :-1][mask].float(), dim=-1)
-        logq = torch.log_softmax(clean[:, :-1][mask].float(), dim=-1)
-        loss = F.nll_loss(logp, targets, reduction="none")
+        loss = F.nll_loss(torch.log_softmax(other[:, :-1][mask].float(), dim=-1), targets, reduction="none")
+        kl_mask = kl_positions(batch, convention).to(dev)
+        logp = torch.log_softmax(other[kl_mask].float(), dim=-1)
+        logq = torch.log_softmax(clean[kl_mask].float(), dim=-1)
         kl = (logq.exp() * (logq - logp)).sum(dim=-1)
         return loss, kl
     mask = batch.token_mask.to(other.device)
@@ -313,19 +387,23 @@ def ablation_losses(
     loaded: LoadedModel,
     hp: HookPoint,
     batch: Batch,
-    replacements: dict[str, Callable[[Tensor], Tensor]],
+    replacements: dict[str, Callable[[Tensor], Tensor] | AtAllPositions],
     clean: Tensor | None = None,
+    convention: str = DEFAULT_EVAL_CONVENTION,
 ) -> dict[str, Tensor]:
-    """Per-token ``clean_loss`` and, for each named replacement of the activation at ``hp``,
-    ``{name}_loss`` and ``kl_{name}`` (KL(p_clean ‖ p_name), or the substitute without LM head)."""
+    """Per-position ``clean_loss`` and, for each named replacement of the activation at ``hp``,
+    ``{name}_loss`` and ``kl_{name}`` (KL(p_clean ‖ p_name), or the substitute without LM head).
+
+    A replacement replaces the activation at text tokens only — special tokens (BOS, [CLS], [SEP])
+    and padding keep the original activation — unless it is wrapped in :class:`AtAllPositions`."""
     if clean is None:
         _, clean = clean_forward(loaded, hp, batch)
     out: dict[str, Tensor] = {}
-    clean_loss, _ = _loss_and_kl(loaded, batch, clean, clean)
+    clean_loss, _ = _loss_and_kl(loaded, batch, clean, clean, convention)
     out["clean_loss"] = clean_loss
     for name, fn in replacements.items():
         other = _spliced_output(loaded, hp, batch, fn)
-        loss, kl = _loss_and_kl(loaded, batch, clean, other)
+        loss, kl = _loss_and_kl(loaded, batch, clean, other, convention)
         out[f"{name}_loss"] = loss
         out[f"kl_{name}"] = kl
     return out
@@ -347,10 +425,12 @@ def batch_ablation(
     sae: SAE,
     batch: Batch,
     return_activations: bool = False,
+    convention: str = DEFAULT_EVAL_CONVENTION,
 ) -> dict[str, Tensor] | tuple[dict[str, Tensor], Tensor]:
-    """Per-token clean / zero-ablation / SAE-reconstruction losses and KLs for one batch, ready for
+    """Per-position clean / zero-ablation / SAE-reconstruction losses and KLs for one batch, ready for
     ``AblationStats.update(**d)``. With ``return_activations`` also the clean activation ``[B,T,d]``
     (captured during the clean pass, so no extra forward is needed)."""
     act, clean = clean_forward(loaded, hp, batch)
-    d = ablation_losses(loaded, hp, batch, {"zero": torch.zeros_like, "sae": sae_splice(sae)}, clean=clean)
+    replacements = {"zero": zero_ablation(convention), "sae": sae_splice(sae)}
+    d = ablation_losses(loaded, hp, batch, replacements, clean=clean, convention=convention)
     return (d, act) if return_activations else d

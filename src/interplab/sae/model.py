@@ -5,10 +5,18 @@ Encoding follows SAELens: ``x' = norm_in(x) - b_dec·[apply_b_dec_to_input]``,
 
 * ``standard``: ``f = ReLU(pre)``
 * ``topk``: the ``k`` largest entries of ``pre`` kept (then ReLU), all others zero
-* ``jumprelu``: ``f = pre · [pre > threshold]`` (BatchTopK SAEs are exported in this form)
+* ``jumprelu``: ``f = ReLU(pre) · [pre > threshold]`` (as SAELens; differs from ``pre · [pre > θ]``
+  where a threshold is negative; BatchTopK SAEs are exported in this form)
+* ``gated`` (Rajamanoharan et al.; ``b_enc`` is zero): with ``h = x' @ W_enc``,
+  ``f = [h + b_gate > 0] · ReLU(h · exp(r_mag) + b_mag)``
 
 and decoding is ``x̂ = f @ W_dec + b_dec`` (then ``norm_out`` undoes a run-time input normalisation in
 :meth:`SAE.forward`).
+
+A *transcoder* (``hook_name_out`` set) reads one hook and predicts another: ``W_dec [d_sae, d_out]``,
+``b_dec [d_out]``, no ``b_dec`` subtracted from its input, and with a skip connection
+``ŷ = f @ W_dec + b_dec + x @ W_skipᵀ`` (``W_skip [d_out, d_in]``, in :meth:`SAE.forward` /
+:meth:`SAE.encode_decode`; :meth:`SAE.decode` alone has no ``x``).
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from torch import Tensor, nn
 
 from interplab.common.errors import InterplabError
 
-ARCHITECTURES = ("standard", "topk", "jumprelu")
+ARCHITECTURES = ("standard", "topk", "jumprelu", "gated")
+GATED_TENSORS = ("b_gate", "r_mag", "b_mag")  # [d_sae] each, gated SAEs only
 NORMALIZATIONS = ("none", "constant_norm_rescale", "layer_norm", "expected_average_only_in")
 
 
@@ -31,7 +40,7 @@ class SAEConfig:
 
     d_in: int
     d_sae: int
-    architecture: str  # "standard" (ReLU) | "topk" | "jumprelu"
+    architecture: str  # "standard" (ReLU) | "topk" | "jumprelu" | "gated"
     k: int | None = None
     apply_b_dec_to_input: bool = False
     normalize_activations: str = "none"
@@ -40,6 +49,13 @@ class SAEConfig:
     model_name: str | None = None
     source_format: str = ""  # "saelens", "saelens-legacy", "sparsify", "export", "new"
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    d_out: int | None = None  # transcoders: width of the output hook (default d_in)
+    hook_name_out: str | None = None  # transcoders: the hook whose activation the output predicts
+    skip_connection: bool = False  # transcoders with W_skip
+
+    @property
+    def out_width(self) -> int:
+        return int(self.d_out) if self.d_out is not None else self.d_in
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -55,6 +71,10 @@ class SAEConfig:
             if self.k is None or not (1 <= int(self.k) <= self.d_sae):
                 raise InterplabError(f"TopK SAE needs 1 ≤ k ≤ d_sae={self.d_sae}, got k={self.k}")
             self.k = int(self.k)
+        if self.apply_b_dec_to_input and self.out_width != self.d_in:
+            raise InterplabError(
+                f"apply_b_dec_to_input needs d_out = d_in, got d_out={self.d_out}, d_in={self.d_in}"
+            )
 
 
 class SAE(nn.Module):
@@ -67,9 +87,15 @@ class SAE(nn.Module):
         kw = {"dtype": dtype, "device": device}
         self.W_enc = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_sae, **kw))
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae, **kw))
-        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in, **kw))
-        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in, **kw))
+        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.out_width, **kw))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.out_width, **kw))
+        self.W_skip = (
+            nn.Parameter(torch.zeros(cfg.out_width, cfg.d_in, **kw)) if cfg.skip_connection else None
+        )
         self.threshold = nn.Parameter(torch.zeros(cfg.d_sae, **kw), requires_grad=False)
+        if cfg.architecture == "gated":
+            for name in GATED_TENSORS:
+                setattr(self, name, nn.Parameter(torch.zeros(cfg.d_sae, **kw)))
 
     @classmethod
     def from_weights(
@@ -82,17 +108,39 @@ class SAE(nn.Module):
         threshold: Tensor | None = None,
         dtype: torch.dtype = torch.float32,
         device: Any = "cpu",
+        **gated: Tensor | None,
     ) -> SAE:
-        """Build an SAE from tensors, checking every shape against ``cfg``."""
+        """Build an SAE from tensors, checking every shape against ``cfg`` (``b_gate``, ``r_mag``,
+        ``b_mag`` for gated SAEs)."""
         sae = cls(cfg, dtype=dtype, device=device)
         expected = {
             "W_enc": (cfg.d_in, cfg.d_sae),
-            "W_dec": (cfg.d_sae, cfg.d_in),
+            "W_dec": (cfg.d_sae, cfg.out_width),
             "b_enc": (cfg.d_sae,),
-            "b_dec": (cfg.d_in,),
+            "b_dec": (cfg.out_width,),
             "threshold": (cfg.d_sae,),
         }
         given = {"W_enc": W_enc, "W_dec": W_dec, "b_enc": b_enc, "b_dec": b_dec, "threshold": threshold}
+        gated = {k: v for k, v in gated.items() if v is not None}
+        W_skip = gated.pop("W_skip", None)
+        if (W_skip is not None) != cfg.skip_connection:
+            raise InterplabError("W_skip is given exactly when the config has skip_connection")
+        if W_skip is not None:
+            given["W_skip"] = W_skip
+            expected["W_skip"] = (cfg.out_width, cfg.d_in)
+        unknown = sorted(set(gated) - set(GATED_TENSORS))
+        if unknown or (gated and cfg.architecture != "gated"):
+            raise InterplabError(
+                f"SAE tensors {', '.join(unknown or sorted(gated))} need architecture 'gated'"
+            )
+        if cfg.architecture == "gated":
+            missing = [n for n in GATED_TENSORS if gated.get(n) is None]
+            if missing:
+                raise InterplabError(f"gated SAE needs tensors {', '.join(missing)} of shape [d_sae]")
+            if b_enc is not None:
+                raise InterplabError("gated SAE has no b_enc (its biases are b_gate and b_mag)")
+            given.update(gated)
+            expected.update(dict.fromkeys(GATED_TENSORS, (cfg.d_sae,)))
         with torch.no_grad():
             for name, tensor in given.items():
                 if tensor is None:
@@ -161,7 +209,11 @@ class SAE(nn.Module):
         if arch == "standard":
             return torch.relu(pre)
         if arch == "jumprelu":
-            return pre * (pre > self.threshold).to(pre.dtype)
+            return torch.relu(pre) * (pre > self.threshold).to(pre.dtype)
+        if arch == "gated":
+            h = pre  # b_enc is zero for gated SAEs
+            gate = (h + self.b_gate > 0).to(pre.dtype)
+            return gate * torch.relu(h * torch.exp(self.r_mag) + self.b_mag)
         values, indices = torch.topk(pre, k=int(self.cfg.k), dim=-1)
         out = torch.zeros_like(pre)
         return out.scatter(-1, indices, torch.relu(values))
@@ -177,18 +229,18 @@ class SAE(nn.Module):
         return f.to(self.dtype) @ self.W_dec + self.b_dec
 
     def forward(self, x: Tensor) -> Tensor:
-        """Reconstruction of ``x`` in the input's own scale."""
-        x = x.to(self.dtype)
-        _, state = self._norm_in(x)
-        x_hat = self.decode(self.encode(x))
-        return self._norm_out(x_hat, state, self.cfg.normalize_activations)
+        """Reconstruction of ``x`` in the input's own scale (a transcoder's prediction of its output)."""
+        return self.encode_decode(x)[1]
 
     def encode_decode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(features, reconstruction)`` in one pass."""
         x = x.to(self.dtype)
         _, state = self._norm_in(x)
         f = self.encode(x)
-        return f, self._norm_out(self.decode(f), state, self.cfg.normalize_activations)
+        x_hat = self._norm_out(self.decode(f), state, self.cfg.normalize_activations)
+        if self.W_skip is not None:
+            x_hat = x_hat + x @ self.W_skip.T
+        return f, x_hat
 
     def extra_repr(self) -> str:
         c = self.cfg

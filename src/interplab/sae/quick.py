@@ -11,13 +11,20 @@ from typing import Any
 import torch
 
 from interplab.common.atomic import write_json
-from interplab.common.errors import InterplabError
+from interplab.common.errors import InterplabError, one_of
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.progress import track
 from interplab.sae.corpus import TokenWindows, check_context_size, iter_batches, load_windows, n_batches
 from interplab.sae.formats import load_sae
 from interplab.sae.hooks import HookPoint, capture_activations, check_sae_width, resolve_hook
-from interplab.sae.metrics import AblationStats, ReconstructionStats, SparsityStats, batch_ablation
+from interplab.sae.metrics import (
+    DEFAULT_EVAL_CONVENTION,
+    EVAL_CONVENTIONS,
+    AblationStats,
+    ReconstructionStats,
+    SparsityStats,
+    batch_ablation,
+)
 from interplab.sae.model import SAE
 
 log = logging.getLogger(__name__)
@@ -57,7 +64,11 @@ def resolve_sae_hook(loaded: LoadedModel, sae: SAE, hook: str | None, layer: int
     if hook is None:
         hook = sae.cfg.hook_name
         if hook is None:
-            raise InterplabError("no --hook given and the SAE config names no hook_name")
+            why = sae.cfg.extra.get("hook_source")
+            raise InterplabError(
+                "no --hook given and the SAE config names no hook_name"
+                + (f" ({why}); pass --hook, e.g. blocks.L.hook_resid_post" if why else "")
+            )
         if layer is not None and hook.startswith("blocks."):
             hook = hook.split(".", 2)[2]
     if layer is None and not str(hook).startswith("blocks."):
@@ -76,16 +87,20 @@ def run_pass(
     windows: TokenWindows,
     batch_size: int = 8,
     ablation: bool = True,
+    eval_convention: str = DEFAULT_EVAL_CONVENTION,
 ) -> dict[str, dict[str, Any]]:
-    """One pass over ``windows``: the four quick-check sections."""
+    """One pass over ``windows``: the four quick-check sections (CE / KL positions of
+    ``eval_convention``, see :func:`interplab.sae.metrics.loss_positions`)."""
     sparsity = SparsityStats(sae.d_sae)
     recon = ReconstructionStats(sae.d_in)
-    abl = AblationStats.for_model(loaded)
+    abl = AblationStats.for_model(loaded, eval_convention)
     for batch in track(
         iter_batches(windows, batch_size), "SAE quick check", total=n_batches(windows, batch_size)
     ):
         if ablation:
-            losses, act = batch_ablation(loaded, hp, sae, batch, return_activations=True)
+            losses, act = batch_ablation(
+                loaded, hp, sae, batch, return_activations=True, convention=eval_convention
+            )
             abl.update(**losses)
         else:
             act = capture_activations(loaded, hp, batch.input_ids, batch.attention_mask, stop=True)
@@ -113,12 +128,14 @@ def quick_check(
     output_json: str | Path | None = None,
     ablation: bool = True,
     dtype: str = "float32",
+    eval_convention: str = DEFAULT_EVAL_CONVENTION,
 ) -> QuickCheckResult:
     """Load ``model`` and the SAE at ``sae_path``, run ``data`` through once and return (and with
     ``output_json`` write) the sections ``sparsity``, ``dead_features``, ``reconstruction``,
     ``ablation`` and ``run``."""
     t0 = time.perf_counter()
     validate_run_args(batch_size, context_size, max_tokens)
+    one_of(eval_convention, EVAL_CONVENTIONS, "--eval-convention")
     if not str(sae_path):
         raise InterplabError("--sae is required: a folder holding an SAE")
     if output_json is not None and Path(output_json).is_dir():
@@ -136,7 +153,24 @@ def quick_check(
         windows.n_windows,
         windows.n_empty_texts,
     )
-    sections = run_pass(loaded, hp, sae, windows, batch_size=batch_size, ablation=ablation)
+    hp_out = None
+    if sae.cfg.hook_name_out:  # a transcoder: features from hp, prediction spliced at hp_out
+        from interplab.sae.transcoder import output_hook, run_transcoder_pass
+
+        hp_out = output_hook(loaded, sae, hp)
+        sections = run_transcoder_pass(
+            loaded, hp, hp_out, sae, windows, batch_size, ablation=ablation, eval_convention=eval_convention
+        )
+    else:
+        sections = run_pass(
+            loaded,
+            hp,
+            sae,
+            windows,
+            batch_size=batch_size,
+            ablation=ablation,
+            eval_convention=eval_convention,
+        )
     sections["run"] = {
         "model": str(model),
         "sae": str(sae_path),
@@ -147,9 +181,12 @@ def quick_check(
         "d_sae": sae.d_sae,
         "hook": hp.name,
         "layer": hp.layer,
+        "hook_source": "--hook" if hook is not None else sae.cfg.extra.get("hook_source", "SAE config"),
+        "hook_out": None if hp_out is None else hp_out.name,
         "data": str(data),
         "batch_size": int(batch_size),
         "has_lm_head": loaded.is_causal,
+        "eval_convention": eval_convention,
         **windows.summary(),
     }
     seconds = time.perf_counter() - t0

@@ -169,7 +169,8 @@ def evaluate(sae: SAE, acts: Tensor, chunk: int = 8192) -> dict[str, Any]:
     s = sparsity.result()
     return {
         "explained_variance": r["explained_variance"],
-        "mse": r["mse"],
+        "mse_per_element": r["mse_per_element"],
+        "mse_per_token": r["mse_per_token"],
         "cosine_similarity": r["cosine_similarity"],
         "l0": s["sparsity"]["l0_mean"],
         "dead_fraction": s["dead_features"]["n_dead"] / sae.d_sae,

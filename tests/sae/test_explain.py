@@ -405,3 +405,27 @@ def test_bad_input_writes_nothing(planted, tmp_path, monkeypatch) -> None:
         explain(ExplainConfig(analysis_dir=str(tmp_path), embedding=False))
     after = sorted(p.name for p in (planted / "results").glob("*")) if (planted / "results").exists() else []
     assert after == before
+
+
+def _cli(*args: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "INTERPLAB_PROGRESS": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", "interplab", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_explain_cli(planted, tmp_path) -> None:
+    r = _cli("sae", "explain", str(planted), "--no-embedding", "--features", "0-3", "--n-negatives", "800")
+    assert r.returncode == 0, r.stderr
+    assert "4 explanations" in r.stdout
+    r = _cli("sae", "explain", str(planted), "--explainer", "llm", "--model-name", "m")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == "error: --explainer llm needs --explainer-url"
+    r = _cli("sae", "compare", str(planted), "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "give either B" in r.stderr
+    assert not (tmp_path / "x").exists()

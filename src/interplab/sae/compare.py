@@ -78,6 +78,10 @@ class CompareConfig:
     """Name of B in reports and badges (default: the folder name)."""
     batch_size: int = 8
     """Windows per forward pass (pruning bridge and SAE folders analysed first)."""
+    url_a: str | None = None
+    """Where A is browsed (e.g. http://127.0.0.1:8765): B's stability badges link there."""
+    url_b: str | None = None
+    """Where B is browsed: A's stability badges link there."""
 
     def validate(self) -> None:
         require(bool(self.a), "compare needs folder A (an analysis folder)")
@@ -406,6 +410,7 @@ def stability_table(
     label: str,
     other_root: Path,
     threshold: float,
+    partner_base: str | None = None,
 ) -> pa.Table:
     """Per feature of one side: its matched partner on the other side and the stability score
     (the matching score; features left unmatched get null)."""
@@ -424,6 +429,13 @@ def stability_table(
             "stable": pa.array(np.nan_to_num(s, nan=-1) >= threshold, pa.bool_()),
             "compared_with": pa.array([label] * d, pa.string()),
             "compared_with_dir": pa.array([str(other_root.resolve())] * d, pa.string()),
+            "partner_url": pa.array(
+                [
+                    f"{partner_base.rstrip('/')}/feature/{int(j)}" if partner_base and j >= 0 else None
+                    for j in p
+                ],
+                pa.string(),
+            ),
         }
     )
 
@@ -552,9 +564,9 @@ def compare_analyses(cfg: CompareConfig) -> CompareResult:
             write_text(od.file(files["report"]), compare_report(summary))
         if cfg.write_back:
             with od.timed("write_back"):
-                for side, other, own, partner in (
-                    (a, b, m.feature_a, m.feature_b),
-                    (b, a, m.feature_b, m.feature_a),
+                for side, other, own, partner, base in (
+                    (a, b, m.feature_a, m.feature_b, cfg.url_b),
+                    (b, a, m.feature_b, m.feature_a, cfg.url_a),
                 ):
                     order = np.argsort(own)
                     table = stability_table(
@@ -567,6 +579,7 @@ def compare_analyses(cfg: CompareConfig) -> CompareResult:
                         other.label,
                         other.root,
                         cfg.stable_threshold,
+                        base,
                     )
                     target = side.root / "results" / f"{STABILITY_PREFIX}{ts}.parquet"
                     write_parquet(target, table)

@@ -152,6 +152,14 @@ class TokenTable:
     vocab: np.ndarray  # [V] object: raw token string of each id (ids not in the corpus: "")
     norm: np.ndarray  # [V] object: normalised strings
     classes: np.ndarray  # [V, len(CLASSES)] bool
+    norm_id: np.ndarray = dataclasses.field(init=False)  # [V] int: index of each id's normalised string
+    norm_strings: np.ndarray = dataclasses.field(init=False)  # the distinct normalised strings, sorted
+    norm_index: dict[str, int] = dataclasses.field(init=False)  # normalised string → its index
+
+    def __post_init__(self) -> None:
+        self.norm_strings, inverse = np.unique(self.norm.astype(str), return_inverse=True)
+        self.norm_id = inverse.astype(np.int64)
+        self.norm_index = {str(u): i for i, u in enumerate(self.norm_strings)}
 
     @classmethod
     def build(
@@ -244,10 +252,9 @@ class Rule:
         valid = ids >= 0
         ids = np.where(valid, ids, 0)
         if self.kind in ("token", "previous_token"):
-            hit = np.isin(table.norm, np.array(self.values, dtype=object))
-        else:
-            hit = table.classes[:, CLASSES.index(self.values[0])]
-        return valid & hit[ids]
+            targets = [table.norm_index.get(v, -1) for v in self.values]
+            return valid & np.isin(table.norm_id[ids], targets)
+        return valid & table.classes[ids, CLASSES.index(self.values[0])]
 
 
 def _quoted(values: tuple[str, ...]) -> str:
@@ -266,10 +273,9 @@ def _ranked_strings(ids: np.ndarray, table: TokenTable) -> list[str]:
     ids = ids[ids >= 0]
     if ids.size == 0:
         return []
-    s = table.norm[ids]
-    uniq, counts = np.unique(s.astype(str), return_counts=True)
-    order = np.lexsort((uniq, -counts))
-    return [str(u) for u in uniq[order][:MAX_SET]]
+    uniq, counts = np.unique(table.norm_id[ids], return_counts=True)
+    order = np.lexsort((uniq, -counts))  # norm ids are in string order: ties go alphabetically
+    return [str(table.norm_strings[u]) for u in uniq[order][:MAX_SET]]
 
 
 def candidates(table: TokenTable, pos: np.ndarray) -> list[Rule]:

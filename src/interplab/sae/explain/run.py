@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 
 from interplab.common.atomic import write_json, write_jsonl
 from interplab.common.errors import InterplabError, one_of, require
@@ -198,10 +199,22 @@ class ExampleSampler:
         self.pool_train, self.pool_test = pool[0::2], pool[1::2]
         db.con.register("neg_pool", pa.table({"token_idx": pa.array(pool, pa.int64())}))
         act = db.query("SELECT a.token_idx, a.feature FROM activations a JOIN neg_pool USING (token_idx)")
-        self.pool_active = set(
-            (act["feature"].to_numpy(np.int64) << 40 | act["token_idx"].to_numpy(np.int64)).tolist()
-        )
         db.con.unregister("neg_pool")
+        # which pool tokens each feature fires on: column f of a [pool, d_sae] sparse pattern
+        rows = np.searchsorted(pool, act["token_idx"].to_numpy(np.int64))
+        self.pool = pool
+        self.pool_active = sp.csc_array(
+            (np.ones(rows.size, bool), (rows, act["feature"].to_numpy(np.int64))), shape=(pool.size, db.d_sae)
+        )
+
+    def silent_pool(self, f: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training and held-out pool tokens on which feature ``f`` is silent."""
+        ip = self.pool_active.indptr
+        fired = self.pool[self.pool_active.indices[ip[f] : ip[f + 1]]]
+        return (
+            self.pool_train[~np.isin(self.pool_train, fired)],
+            self.pool_test[~np.isin(self.pool_test, fired)],
+        )
 
     def chunk(self, features: np.ndarray) -> list[FeatureExamples]:
         cfg = self.cfg
@@ -217,7 +230,6 @@ class ExampleSampler:
         )
         wanted = set(features.tolist())
         out: list[FeatureExamples] = []
-        pool_active = np.fromiter(self.pool_active, np.int64, len(self.pool_active))
         for f, g in df.groupby("feature", sort=True):
             f = int(f)
             if f not in wanted:
@@ -226,8 +238,7 @@ class ExampleSampler:
             rnd = g[g.top_rank > cfg.top_k].sort_values("rnd_rank").token_idx.to_numpy(np.int64)
             train = np.concatenate([top, rnd[: cfg.n_train]])
             test = rnd[cfg.n_train : cfg.n_train + cfg.n_heldout]
-            neg_tr = self.pool_train[~np.isin((np.int64(f) << 40) | self.pool_train, pool_active)]
-            neg_te = self.pool_test[~np.isin((np.int64(f) << 40) | self.pool_test, pool_active)]
+            neg_tr, neg_te = self.silent_pool(f)
             out.append(
                 FeatureExamples(f, train, test, neg_tr, neg_te, np.empty(0, np.int64), int(g.n_fires.iloc[0]))
             )
@@ -416,7 +427,7 @@ def explain(cfg: ExplainConfig | None = None, **kwargs: Any) -> ExplainResult:
         hard = {ex.feature: sampler.hard_negatives(ex, cfg.embedding_windows, rng) for ex in examples}
         pairs = []
         for ex in examples:
-            for c in np.r_[ex.test_pos, ex.train_pos[: cfg.n_llm_examples]]:
+            for c in np.r_[ex.test_pos, ex.train_pos[: cfg.n_llm_examples if llm is not None else 0]]:
                 pairs.append((ex.feature, _window(table, int(c), r)))
             if hard[ex.feature].size:
                 pairs.append((ex.feature, hard[ex.feature]))

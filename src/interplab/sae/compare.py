@@ -521,7 +521,8 @@ def compare_analyses(cfg: CompareConfig) -> CompareResult:
                 f"dense {a.sae.d_sae}×{b.sae.d_sae} score matrices (≤ {cfg.assignment_limit}² features)"
                 if max(a.sae.d_sae, b.sae.d_sae) <= cfg.assignment_limit
                 else f"blocks of {cfg.block_rows}×{max(a.sae.d_sae, b.sae.d_sae)} scores "
-                f"(≤ {cfg.block_rows * max(a.sae.d_sae, b.sae.d_sae) * 8 / 2**20:.0f} MiB at a time)"
+                f"({cfg.block_rows * max(a.sae.d_sae, b.sae.d_sae) * 8 / 2**20:.0f} MiB per float64 block; a few "
+                "blocks at a time) plus the sparse activation matrices (16 bytes per non-zero)"
             ),
             **matching_summary(m, a.sae.d_sae, b.sae.d_sae),
         }

@@ -340,6 +340,12 @@ class LLMExplainer:
     """Explain and score through an OpenAI-compatible endpoint."""
 
     def __init__(self, cfg: ExplainConfig, cache_dir: Path) -> None:
+        import importlib.util
+
+        require(
+            importlib.util.find_spec("httpx") is not None,
+            "--explainer llm needs the httpx package: pip install 'interplab[explain]'",
+        )
         self.cfg = cfg
         self.client = oc.ChatClient(
             url=str(cfg.explainer_url),

@@ -131,7 +131,7 @@ def for_feature(query: Any, root: Path, feature: int) -> dict[str, Any]:
         for k in ("decoder_cos", "activation_corr", "stability"):
             v = stab[k]
             stab[k] = None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
-        same = stab["compared_with_dir"] and Path(stab["compared_with_dir"]).resolve() == Path(root).resolve()
-        if not stab.get("partner_url") and same and stab["partner"] is not None and stab["partner"] >= 0:
-            stab["partner_url"] = f"/feature/{int(stab['partner'])}"
+        other = stab["compared_with_dir"]
+        # the partner's page is in this browser: the template links it with its own feature_url
+        stab["same_analysis"] = bool(other) and Path(other).resolve() == Path(root).resolve()
     return {"explanations": expl, "stability": stab}

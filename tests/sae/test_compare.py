@@ -99,6 +99,7 @@ def test_permuted_copy_recovers_permutation(setup, tmp_path) -> None:
     assert t.stable.all() and (t.compared_with == "an_perm").all()
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # corrcoef of a silent column
 def test_correlation_and_cosine_against_brute_force() -> None:
     rng = np.random.default_rng(0)
     Xd = np.maximum(rng.normal(size=(200, 7)) - 0.8, 0)
@@ -155,6 +156,7 @@ def test_different_widths_split_and_blocked(setup, tmp_path) -> None:
     assert json.loads((out2 / "results/compare.json").read_text())["method"].startswith("blocked")
 
 
+@pytest.mark.slow
 def test_no_shared_tokens_and_mismatches(setup, tiny_models, tmp_path) -> None:
     other = write_texts(tmp_path / "other.json", [f"w{i} w{i + 1} w{i + 2} w{i + 3}" for i in range(40)])
     b = tmp_path / "an_other"
@@ -269,3 +271,22 @@ def test_pruning_bridge_matches_hand_computation(setup, tmp_path) -> None:
     assert res.summary["explained_variance_b"] == pytest.approx(ev, abs=1e-5)
     assert (tmp_path / "bridge" / "plots" / "pruning_bridge.pdf").exists()
     assert HOOK in res.summary["hook"]
+
+
+@pytest.mark.slow
+def test_sae_folders_are_analysed_first(setup, tmp_path) -> None:
+    out = tmp_path / "from_sae"
+    res = compare(
+        CompareConfig(
+            a=str(setup["sae"]["a"]),
+            b=str(setup["sae"]["perm"]),
+            out=str(out),
+            model=str(setup["model"]),
+            data=str(setup["data"]),
+        )
+    )
+    assert (out / "analysis_a" / "activation_database" / "manifest.json").exists()
+    assert (out / "analysis_b" / "activation_database" / "manifest.json").exists()
+    m = pd.read_parquet(out / "matches.parquet")
+    assert (m.feature_b.to_numpy() == np.argsort(setup["perm"])[m.feature_a.to_numpy()]).all()
+    assert res.summary["shared_tokens"]

@@ -34,9 +34,9 @@ from interplab.sae.compare import (
     STABILITY_PREFIX,
     CompareConfig,
     CompareResult,
-    _ensure_analysis,
-    _nullable,
+    ensure_analysis,
     load_side,
+    nullable_floats,
     stability_table,
 )
 from interplab.sae.corpus import TokenWindows, iter_batches, load_windows, n_batches
@@ -171,7 +171,7 @@ def compare_models(cfg: CompareConfig) -> CompareResult:
     t0 = time.perf_counter()
     out = Path(cfg.out)
     assert cfg.model_b is not None
-    side = load_side(_ensure_analysis(cfg.a, "A", cfg, out), cfg.label_a)
+    side = load_side(ensure_analysis(cfg.a, "A", cfg, out), cfg.label_a)
     fp = side.fingerprint
     for key in ("model", "hook", "data", "context_size"):
         require(fp.get(key) is not None, f"{side.db / 'manifest.json'}: fingerprint.{key} is missing")
@@ -223,7 +223,9 @@ def compare_models(cfg: CompareConfig) -> CompareResult:
     ts = timestamp()
     with output_dir(out, "sae compare --model-b", dataclasses.asdict(cfg)) as od:
         files["features"] = "features.parquet"
-        table = pa.table({k: (_nullable(v) if v.dtype.kind == "f" else pa.array(v)) for k, v in cols.items()})
+        table = pa.table(
+            {k: (nullable_floats(v) if v.dtype.kind == "f" else pa.array(v)) for k, v in cols.items()}
+        )
         write_parquet(od.file(files["features"]), table)
         from interplab.common.figures import save_figure
 

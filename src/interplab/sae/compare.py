@@ -131,7 +131,7 @@ def _is_analysis(path: Path) -> bool:
     return (path / "activation_database" / "manifest.json").is_file()
 
 
-def _ensure_analysis(path: str, which: str, cfg: CompareConfig, out: Path) -> Path:
+def ensure_analysis(path: str, which: str, cfg: CompareConfig, out: Path) -> Path:
     """``path`` itself when it is an analysis folder; an SAE folder is analysed into ``out``."""
     p = Path(path).expanduser()
     require(p.exists(), f"{p}: {which} not found (expected an analysis folder or an SAE folder)")
@@ -369,14 +369,14 @@ def matches_table(m: Matching) -> pa.Table:
             "feature_a": pa.array(m.feature_a, pa.int64()),
             "feature_b": pa.array(m.feature_b, pa.int64()),
             "decoder_cos": pa.array(m.decoder_cos, pa.float64()),
-            "activation_corr": _nullable(m.activation_corr),
+            "activation_corr": nullable_floats(m.activation_corr),
             "rank": pa.array(m.rank, pa.int64()),
             "score": pa.array(m.score, pa.float64()),
         }
     )
 
 
-def _nullable(x: np.ndarray | None, n: int | None = None) -> pa.Array:
+def nullable_floats(x: np.ndarray | None, n: int | None = None) -> pa.Array:
     """Float array with NaN as null (Parquet readers then see missing values, not NaN)."""
     if x is None:
         return pa.nulls(int(n or 0), pa.float64())
@@ -395,7 +395,7 @@ def best_partner_table(
             "best_partner_activation": pa.array(
                 corr_idx if corr_idx is not None else np.full(n, -1), pa.int64(), mask=None
             ),
-            "best_activation_corr": _nullable(corr_val, n),
+            "best_activation_corr": nullable_floats(corr_val, n),
         }
     )
 
@@ -423,9 +423,9 @@ def stability_table(
         {
             "feature": pa.array(np.arange(d), pa.int64()),
             "partner": pa.array(p, pa.int64()),
-            "decoder_cos": _nullable(c),
-            "activation_corr": _nullable(r),
-            "stability": _nullable(s),
+            "decoder_cos": nullable_floats(c),
+            "activation_corr": nullable_floats(r),
+            "stability": nullable_floats(s),
             "stable": pa.array(np.nan_to_num(s, nan=-1) >= threshold, pa.bool_()),
             "compared_with": pa.array([label] * d, pa.string()),
             "compared_with_dir": pa.array([str(other_root.resolve())] * d, pa.string()),
@@ -486,8 +486,8 @@ def compare_analyses(cfg: CompareConfig) -> CompareResult:
     t0 = time.perf_counter()
     out = Path(cfg.out)
     assert cfg.b is not None
-    root_a = _ensure_analysis(cfg.a, "A", cfg, out)
-    root_b = _ensure_analysis(cfg.b, "B", cfg, out)
+    root_a = ensure_analysis(cfg.a, "A", cfg, out)
+    root_b = ensure_analysis(cfg.b, "B", cfg, out)
     a, b = load_side(root_a, cfg.label_a), load_side(root_b, cfg.label_b)
     notes = check_compatible(a, b, cfg.allow_mismatch)
     shared = shared_tokens(a, b)

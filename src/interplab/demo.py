@@ -165,6 +165,45 @@ def _sae(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
     return numbers, links
 
 
+def _sae_prune(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
+    """The demo SAE run through MiniLM pruned to 50 % with Wanda (``sae compare --model-b``)."""
+    from interplab.masks.prune import prune_model
+    from interplab.sae.compare import CompareConfig, compare
+
+    pruned = prune_model(
+        "minilm",
+        out=out / "sae" / "pruned",
+        method="wanda",
+        sparsity=0.5,
+        nsamples=s.prune_nsamples,
+        seqlen=s.prune_seqlen,
+        save_model=True,
+    )
+    res = compare(
+        CompareConfig(
+            a=str(out / "sae" / "analysis"),
+            model_b=str(pruned.out_dir / "model"),
+            out=str(out / "sae" / "prune-compare"),
+            label_a="MiniLM dense",
+            label_b="MiniLM Wanda 50 %",
+        )
+    )
+    sm = res.summary
+    numbers = {
+        "explained variance, dense": sm["explained_variance_a"],
+        "explained variance, Wanda 50 %": sm["explained_variance_b"],
+        "features that die": sm["n_died"],
+        "features that appear": sm["n_appeared"],
+        "activation correlation (median)": sm["activation_corr_median"],
+        "firing-rate ratio (median)": sm["firing_rate_ratio_median"],
+    }
+    links = {
+        "comparison report": _rel(res.out / res.files["report"], out),
+        "plot: pruning bridge": _rel(res.out / res.files["plot_bridge"], out),
+    }
+    return numbers, links
+
+
 def _sae_numbers(analysis_dir: Path) -> dict[str, Any]:
     files = sorted((analysis_dir / "results").glob("analysis_results_*.json"))
     if not files:
@@ -235,6 +274,7 @@ def run_demo(out: str | Path = "demo-output", settings: DemoSettings | None = No
             ("masks-prune", _masks_prune),
             ("masks-analysis", _masks_analysis),
             ("sae", _sae),
+            ("sae-prune", _sae_prune),
             ("runs", _runs),
         ):
             with od.timed(name):

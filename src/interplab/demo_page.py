@@ -21,6 +21,11 @@ AREAS = {
         "Sparse autoencoder",
         "A TopK SAE trained on MiniLM layer 3 (residual stream), analysed on the built-in corpus.",
     ),
+    "sae-prune": (
+        "Pruning × SAE",
+        "The same SAE run on the same tokens through MiniLM pruned to 50 % with Wanda: which features "
+        "fire less, die or appear (interplab sae compare --model-b).",
+    ),
     "runs": (
         "W&B runs",
         "The built-in Markov-chain in-context-learning experiment, logged offline and read back.",

@@ -259,7 +259,12 @@ def test_api_features_query(base_url, summaries):
         "mean_activation",
         "max_activation",
         "top_tokens",
+        "explanation",  # null until `sae explain` has run
+        "explanation_score",
     }
+    assert page["features"][0]["explanation"] is None
+    status, _, body = _get(base_url + "/api/features?min_score=abc")
+    assert status == 400 and "min_score" in json.loads(body)["error"]
     status, _, body = _get(base_url + "/api/features?sort=bogus")
     assert status == 400 and "sort" in json.loads(body)["error"]
     status, _, body = _get(base_url + "/api/features?page=abc")

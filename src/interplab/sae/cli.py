@@ -211,3 +211,163 @@ def demo_command(
 
     result = run_sae_demo(out, max_tokens=max_tokens, d_sae=d_sae, k=k, steps=steps)
     typer.echo(f"SAE: {result.sae_folder}\nanalysis: {result.analysis.out / result.analysis.files['readme']}")
+
+
+# ---- sae compare / sae explain --------------------------------------------------------------------
+def _compare_defaults():
+    from interplab.sae.compare import CompareConfig
+
+    return CompareConfig()
+
+
+def _explain_defaults():
+    from interplab.sae.explain.run import ExplainConfig
+
+    return ExplainConfig()
+
+
+@app.command("compare")
+def compare_command(
+    a: str = typer.Argument(..., help="Analysis folder A (or an SAE folder, analysed first)."),
+    b: str | None = typer.Argument(None, help="Analysis folder B (or an SAE folder); omit with --model-b."),
+    out: str = typer.Option(..., "--out", help="Output folder."),
+    model_b: str | None = typer.Option(
+        None, "--model-b", help="Pruning bridge: run A's SAE through this model on A's corpus."
+    ),
+    model: str = typer.Option(
+        _compare_defaults().model, "--model", help="Model for SAE folders given as A/B."
+    ),
+    data: str = typer.Option(_compare_defaults().data, "--data", help="Corpus for SAE folders given as A/B."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Token budget (default: A's)."),
+    match_on: str = typer.Option(
+        _compare_defaults().match_on, "--match-on", help="auto | decoder | activation | both."
+    ),
+    assignment_limit: int = typer.Option(
+        _compare_defaults().assignment_limit, "--assignment-limit", help="Widest SAE matched one-to-one."
+    ),
+    block_rows: int = typer.Option(
+        _compare_defaults().block_rows, "--block-rows", help="Rows per block of the blocked search."
+    ),
+    split_threshold: float = typer.Option(
+        _compare_defaults().split_threshold, "--split-threshold", help="Containment for a split child."
+    ),
+    stable_threshold: float = typer.Option(
+        _compare_defaults().stable_threshold, "--stable-threshold", help="Stability shown as 'stable'."
+    ),
+    allow_mismatch: bool = typer.Option(False, "--allow-mismatch", help="Compare other models/hooks anyway."),
+    no_write_back: bool = typer.Option(
+        False, "--no-write-back", help="Do not write feature_stability_<ts>.parquet into A and B."
+    ),
+    label_a: str | None = typer.Option(None, "--label-a", help="Name of A in reports and badges."),
+    label_b: str | None = typer.Option(None, "--label-b", help="Name of B in reports and badges."),
+    batch_size: int = typer.Option(
+        _compare_defaults().batch_size, "--batch-size", help="Windows per forward."
+    ),
+) -> None:
+    """Match the features of two SAE analyses, or run one SAE through a pruned model (--model-b)."""
+    from interplab.sae.compare import CompareConfig, compare
+
+    result = compare(
+        CompareConfig(
+            a=a,
+            b=b,
+            out=out,
+            model_b=model_b,
+            model=model,
+            data=data,
+            max_tokens=max_tokens,
+            match_on=match_on,
+            assignment_limit=assignment_limit,
+            block_rows=block_rows,
+            split_threshold=split_threshold,
+            stable_threshold=stable_threshold,
+            allow_mismatch=allow_mismatch,
+            write_back=not no_write_back,
+            label_a=label_a,
+            label_b=label_b,
+            batch_size=batch_size,
+        )
+    )
+    s = result.summary
+    if model_b is not None:
+        typer.echo(
+            f"{result.out}: {s['n_died']} features die, {s['n_appeared']} appear; explained variance "
+            f"{s['explained_variance_a']:.4f} → {s['explained_variance_b']:.4f} — see README.md"
+        )
+    else:
+        typer.echo(
+            f"{result.out}: {s['n_matched']} pairs ({s['method']}, {s['match_on']}), "
+            f"{100 * s['fraction_of_a_matched_decoder_cos']['> 0.7']:.1f}% of A with decoder cos > 0.7 — see README.md"
+        )
+    for note in s.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
+
+
+@app.command("explain")
+def explain_command(
+    analysis_dir: str = typer.Argument(..., help="Output folder of `interplab sae analyze`."),
+    explainer: str = typer.Option(_explain_defaults().explainer, "--explainer", help="rules | llm | both."),
+    explainer_url: str | None = typer.Option(
+        None, "--explainer-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1."
+    ),
+    model_name: str | None = typer.Option(None, "--model-name", help="Model name sent to the endpoint."),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="Environment variable holding the API key (none: no key sent)."
+    ),
+    concurrency: int = typer.Option(
+        _explain_defaults().concurrency, "--concurrency", help="Requests in flight."
+    ),
+    max_retries: int = typer.Option(
+        _explain_defaults().max_retries, "--max-retries", help="Retries per request."
+    ),
+    timeout: float = typer.Option(_explain_defaults().timeout, "--timeout", help="Seconds per request."),
+    cache_dir: str | None = typer.Option(
+        None, "--cache-dir", help="Response cache (default DIR/explain_cache)."
+    ),
+    features: str | None = typer.Option(None, "--features", help="Features, e.g. 0-99,512 (default: all)."),
+    top_k: int = typer.Option(
+        _explain_defaults().top_k, "--top-k", help="Strongest activations for training."
+    ),
+    n_train: int = typer.Option(_explain_defaults().n_train, "--n-train", help="Random training positives."),
+    n_heldout: int = typer.Option(_explain_defaults().n_heldout, "--n-heldout", help="Held-out positives."),
+    n_negatives: int = typer.Option(
+        _explain_defaults().n_negatives, "--n-negatives", help="Negative pool size."
+    ),
+    window_radius: int = typer.Option(
+        _explain_defaults().window_radius, "--window-radius", help="Context tokens each side."
+    ),
+    no_embedding: bool = typer.Option(False, "--no-embedding", help="Skip the MiniLM embedding score."),
+    seed: int = typer.Option(_explain_defaults().seed, "--seed", help="Seed of every sample."),
+) -> None:
+    """Explain every feature (built-in rules, or an OpenAI-compatible model) and score the explanations."""
+    from interplab.sae.explain.run import ExplainConfig, explain
+
+    result = explain(
+        ExplainConfig(
+            analysis_dir=analysis_dir,
+            explainer=explainer,
+            explainer_url=explainer_url,
+            model_name=model_name,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            timeout=timeout,
+            cache_dir=cache_dir,
+            features=features,
+            top_k=top_k,
+            n_train=n_train,
+            n_heldout=n_heldout,
+            n_negatives=n_negatives,
+            window_radius=window_radius,
+            embedding=not no_embedding,
+            seed=seed,
+        )
+    )
+    s = result.summary
+    typer.echo(
+        f"{result.out / result.files['explanations']}: {s['n_explanations']} explanations "
+        f"({s['features_per_second']} features/s)"
+    )
+    for kind, n in s["failures_by_kind"].items():
+        first = next(f for f in result.failures if f["kind"] == kind)
+        typer.echo(f"failed: {kind} ×{n} (first: feature {first['feature']}, {first['message']})", err=True)

@@ -74,6 +74,16 @@ def _int_param(params: dict[str, list[str]], key: str, default: int) -> int:
         raise HttpError(400, f"{key}: expected an integer, got {raw!r}") from None
 
 
+def _float_param(params: dict[str, list[str]], key: str) -> float | None:
+    raw = params.get(key, [""])[-1].strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise HttpError(400, f"{key}: expected a number, got {raw!r}") from None
+
+
 def _str_param(params: dict[str, list[str]], key: str, default: str) -> str:
     return params.get(key, [default])[-1].strip() or default
 
@@ -190,13 +200,17 @@ class BrowserApp:
             filter=_str_param(params, "filter", "all"),
             page=_int_param(params, "page", 1),
             per_page=_int_param(params, "per_page", 50),
+            min_score=_float_param(params, "min_score"),
         )
 
     def _features_page(self, params: dict[str, list[str]]) -> bytes:
         page = self._feature_list(params)
+        min_score = _float_param(params, "min_score")
 
         def page_url(n: int) -> str:
             q = {"q": page.q, "sort": page.sort, "order": page.order, "filter": page.filter, "page": n}
+            if min_score is not None:
+                q["min_score"] = min_score
             if page.per_page != 50:
                 q["per_page"] = page.per_page
             return "/features?" + urlencode(q)
@@ -204,6 +218,7 @@ class BrowserApp:
         return self._page(
             "features.html",
             page=page,
+            min_score=min_score,
             api_url="/api/features",
             feature_base="/feature/",
             prev_url=page_url(page.page - 1) if page.page > 1 else None,

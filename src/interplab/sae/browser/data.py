@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from interplab.common.errors import InterplabError, one_of, require
+from interplab.sae.browser import annotations
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +410,7 @@ class AnalysisData:
         self._summary_cache: dict[str, Any] | None = None
         self._setup_index(use_cache)
         self._setup_database()
+        annotations.register(self._con, self.files.root)
 
     # ---- set-up
     def _setup_index(self, use_cache: bool) -> None:
@@ -542,8 +544,10 @@ class AnalysisData:
         page: int = 1,
         per_page: int = 50,
         ids: list[int] | None = None,
+        min_score: float | None = None,
     ) -> FeaturePage:
-        """Search (feature id or top-token text), filter, sort and paginate the feature index."""
+        """Search (feature id, top-token or explanation text), filter (also on the explanation score),
+        sort and paginate the feature index."""
         one_of(sort, tuple(SORT_COLUMNS), "sort")
         one_of(filter, FILTERS, "filter")
         order = order or ("asc" if sort == "feature" else "desc")
@@ -558,8 +562,11 @@ class AnalysisData:
                 where.append("(feature = ? OR contains(top_tokens_text, ?))")
                 params += [int(ids_in_q.group(1)), q.lower()]
             else:
-                where.append("contains(top_tokens_text, ?)")
-                params.append(q.lower())
+                where.append("(contains(top_tokens_text, ?) OR contains(coalesce(explanation_text, ''), ?))")
+                params += [q.lower(), q.lower()]
+        if min_score is not None:
+            where.append("explanation_score >= ?")
+            params.append(float(min_score))
         if filter == "dead":
             where.append("coalesce(density, 0) = 0")
         elif filter == "alive":
@@ -570,11 +577,13 @@ class AnalysisData:
             where.append("list_contains(?, feature)")
             params.append([int(i) for i in ids])
         clause = (" WHERE " + " AND ".join(where)) if where else ""
-        total = int(self._query(f"SELECT count(*) FROM features{clause}", params)[0][0])
+        source = "features LEFT JOIN feature_notes USING (feature)"
+        total = int(self._query(f"SELECT count(*) FROM {source}{clause}", params)[0][0])
         pages = max(1, math.ceil(total / per_page))
         col = SORT_COLUMNS[sort]
         rows = self._query(
-            f"SELECT feature, density, mean_activation, max_activation, top_tokens FROM features{clause} "
+            "SELECT feature, density, mean_activation, max_activation, top_tokens, explanation, "
+            f"explanation_score FROM {source}{clause} "
             f"ORDER BY {col} {order.upper()} NULLS LAST, feature ASC LIMIT ? OFFSET ?",
             [*params, per_page, (page - 1) * per_page],
         )
@@ -585,6 +594,8 @@ class AnalysisData:
                 "mean_activation": _num(r[2]),
                 "max_activation": _num(r[3]),
                 "top_tokens": list(r[4] or []),
+                "explanation": r[5],
+                "explanation_score": _num(r[6]),
             }
             for r in rows
         ]
@@ -622,6 +633,7 @@ class AnalysisData:
         if raw is None:
             return None
         rec = normalise_summary(raw)
+        rec.update(annotations.for_feature(self._query, self.files.root, rec["feature"]))
         examples = rec["top_examples"] + [e for g in rec["quantile_examples"] for e in g["examples"]]
         self.attach_contexts(rec["feature"], examples, radius)
         return rec

@@ -38,6 +38,16 @@
         chips.appendChild(s);
       });
       tr.appendChild(chips);
+      if ("explanation" in f) {  // the server's list has an explanation column, the export's not
+        var expl = cell(f.explanation || "", "explanation");
+        if (f.explanation) {
+          var sc = document.createElement("span");
+          sc.className = "score";
+          sc.textContent = " " + fmt(f.explanation_score);
+          expl.appendChild(sc);
+        }
+        tr.appendChild(expl);
+      }
       return tr;
     });
     tbody.replaceChildren.apply(tbody, rows);

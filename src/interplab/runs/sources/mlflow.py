@@ -10,7 +10,7 @@ Mapping to :class:`~interplab.runs.run.Run`: id = MLflow run id, name = run name
 status (``FINISHED`` → finished, ``RUNNING``/``SCHEDULED`` → running, ``FAILED`` → failed,
 ``KILLED`` → killed), config = params (text values that parse as int, float or bool become numbers,
 others stay text), tags = the user tags as ``key=value`` (``mlflow.*`` system tags left out),
-group = experiment name, summary = the latest value of every metric plus ``_step``. History:
+group = experiment name, summary = the last logged value of every metric plus ``_step``. History:
 ``_step`` and one column per metric (``get_metric_history``; the last value wins when a metric
 repeats a step), cached as Parquet keyed by the run's end time / latest metric values.
 """
@@ -167,7 +167,14 @@ def mlflow_runs(source: str, cache: HistoryCache | None = None) -> list[Run]:
             else:
                 hist = _history(client, info.run_id, sorted(data.metrics))
                 cache.store(key, hist, {})
+            # MLflow's "latest" value breaks ties of (step, timestamp) by the larger value; the
+            # summary takes the last logged value instead, as the history does.
             summary: dict[str, Any] = dict(data.metrics)
+            for metric in data.metrics:
+                if metric in hist:
+                    logged = hist[metric].dropna()
+                    if len(logged):
+                        summary[metric] = logged.iloc[-1].item()
             if len(hist):
                 summary["_step"] = int(hist["_step"].iloc[-1])
             runs.append(

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from interplab.common.atomic import save_tensor, write_json, write_text
+from interplab.common.atomic import save_tensor, umask_mode, write_json, write_text
 from interplab.common.errors import InterplabError
 from interplab.common.models import LoadedModel, find_blocks, load_model
 from interplab.common.output import output_dir
@@ -98,6 +98,7 @@ def _staged_folder(out: Path, name: str) -> Iterator[Path]:
     created_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
+    staging.chmod(umask_mode(directory=True))  # mkdtemp makes it private; outputs are shared
     try:
         yield staging
     except BaseException:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from interplab.common.atomic import write_json, write_text
+from interplab.common.atomic import umask_mode, write_json, write_text
 from interplab.common.errors import InterplabError, require
 from interplab.common.progress import track
 from interplab.sae.browser.app import STATIC_FILES, feature_scale
@@ -105,7 +105,7 @@ def export_browser(
         ids, selection = choose_features(data, features, n_densest, n_random, seed)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; an export is meant to be shared
+        tmp.chmod(umask_mode(directory=True))  # mkdtemp makes it private; exports are shared
         try:
             _write_export(data, tmp, ids, selection)
             _replace_dir(tmp, out)

@@ -47,7 +47,7 @@ def root(
     if config is not None:
         from interplab.common.config import load_config
 
-        ctx.default_map = load_config(config)
+        ctx.default_map = load_config(config, ctx.command)
 
 
 def _register_demo() -> None:

@@ -10,6 +10,7 @@ import typer
 from interplab import __version__
 from interplab.common.errors import InterplabError
 from interplab.common.log import setup_logging
+from interplab.common.usage import OneLineUsageGroup
 from interplab.masks.cli import app as masks_app
 from interplab.runs.cli import app as runs_app
 from interplab.sae.cli import app as sae_app
@@ -19,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=OneLineUsageGroup,
 )
 app.add_typer(masks_app, name="masks")
 app.add_typer(sae_app, name="sae")

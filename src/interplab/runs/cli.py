@@ -11,6 +11,24 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+@app.callback()
+def runs_options(
+    timeout: float | None = typer.Option(
+        None,
+        "--timeout",
+        help="Seconds to wait for the W&B server on each request (wandb: sources; default 20).",
+    ),
+) -> None:
+    """W&B runs (cloud or offline folders): list, diff, export, plot, attention heads, report, experiment."""
+    if timeout is not None:
+        import os
+
+        from interplab.runs.cloud_connect import TIMEOUT_ENV, resolve_timeout
+
+        os.environ[TIMEOUT_ENV] = str(resolve_timeout(timeout))
+
+
 SOURCE_HELP = (
     "wandb:ENTITY/PROJECT, or a folder holding wandb/ or offline-run-*/run-* folders, or one run folder."
 )

@@ -154,17 +154,45 @@ def run_from_log(log: RunLog, log_file: Path, source: str) -> Run:
     )
 
 
+def _load_or_error(log_file: Path, cache: HistoryCache) -> RunLog | InterplabError:
+    try:
+        return load_log(log_file, cache)
+    except InterplabError as exc:
+        return exc
+
+
+def keep_decodable(logs: list[Path], loaded: list[RunLog | InterplabError]) -> list[tuple[RunLog, Path]]:
+    """The logs that decoded; each one that did not is named in a warning and skipped.
+
+    One unreadable file (not a W&B log, another version) does not hide the good runs beside it;
+    when no log decodes, the first file's error is raised.
+    """
+    good = [(log, f) for log, f in zip(loaded, logs, strict=True) if not isinstance(log, InterplabError)]
+    bad = [err for err in loaded if isinstance(err, InterplabError)]
+    if bad and not good:
+        raise bad[0]
+    for err in bad:
+        logger.warning("skipped an undecodable W&B log: %s", err)
+    if bad:
+        logger.warning("skipped %d of %d W&B logs (listed above)", len(bad), len(logs))
+    return good
+
+
 def offline_runs(source: str | Path, cache: HistoryCache | None = None) -> list[Run]:
-    """Every run under ``source``, read through the cache, in start-time order."""
+    """Every run under ``source``, read through the cache, in start-time order.
+
+    A file that is not a decodable W&B log is skipped with a warning naming it (see
+    :func:`keep_decodable`).
+    """
     cache = cache if cache is not None else HistoryCache()
     label = f"offline:{Path(source).expanduser()}"
     logs = discover_logs(source)
     workers = max(1, min(len(logs), os.cpu_count() or 1, MAX_THREADS))
     if workers == 1:
-        decoded = [load_log(f, cache) for f in logs]
+        loaded = [_load_or_error(f, cache) for f in logs]
     else:  # the compiled kernels and Arrow release the GIL, so threads use every core
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            decoded = list(pool.map(lambda f: load_log(f, cache), logs))
-    runs = [run_from_log(log, f, label) for log, f in zip(decoded, logs, strict=True)]
+            loaded = list(pool.map(lambda f: _load_or_error(f, cache), logs))
+    runs = [run_from_log(log, f, label) for log, f in keep_decodable(logs, loaded)]
     runs.sort(key=lambda r: (r.created_at is None, r.created_at or 0, r.id))
     return runs

@@ -9,6 +9,7 @@ import typer
 
 from interplab import __version__
 from interplab.common.errors import InterplabError
+from interplab.common.interrupt import EXIT_CODE, PLAIN_MESSAGE, Interrupted
 from interplab.common.log import setup_logging
 from interplab.common.usage import OneLineUsageGroup
 from interplab.masks.cli import app as masks_app
@@ -75,6 +76,9 @@ def main() -> None:
             raise
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        typer.secho(str(exc), err=True)
+        sys.exit(EXIT_CODE)
     except KeyboardInterrupt:
-        typer.secho("interrupted", err=True)
-        sys.exit(130)
+        typer.secho(PLAIN_MESSAGE, err=True)
+        sys.exit(EXIT_CODE)

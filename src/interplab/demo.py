@@ -24,6 +24,7 @@ from typing import Any
 import typer
 
 from interplab.common.atomic import write_json
+from interplab.common.interrupt import resumable
 from interplab.common.output import output_dir
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,7 @@ def _runs(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
     return numbers, links
 
 
+@resumable
 def run_demo(out: str | Path = "demo-output", settings: DemoSettings | None = None) -> Path:
     """Run every demo step (reusing finished ones) and write ``out/index.html``; returns its path."""
     from interplab.demo_page import render_index

@@ -4,6 +4,9 @@ The framework prints usage errors as a multi-line box; the project's errors are 
 what was wrong and where to look. The root command group converts each usage error into an
 :class:`~interplab.common.errors.InterplabError`, which the entry point prints as ``error: …`` and
 exits 2. ``--help`` and a bare group (which shows its help) are left as they are.
+
+The same group reports Ctrl-C as :class:`~interplab.common.interrupt.Interrupted` (the framework
+would otherwise turn it into a silent exit 130), so the entry point can say whether a re-run resumes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from typer.core import TyperGroup
 
 from interplab.common.errors import InterplabError
+from interplab.common.interrupt import Interrupted, ResumableInterrupt
 
 try:  # typer >= 0.20 carries its own copy of click
     from typer._click.exceptions import UsageError
@@ -49,12 +53,15 @@ def one_line_usage() -> Iterator[None]:
 
 
 class OneLineUsageGroup(TyperGroup):
-    """Root group whose usage errors, its own and every subcommand's, are one-line errors."""
+    """Root group: usage errors (its own and every subcommand's) as one line, Ctrl-C as :class:`Interrupted`."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         with one_line_usage():
             return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: Any) -> Any:
-        with one_line_usage():
-            return super().invoke(ctx)
+        try:
+            with one_line_usage():
+                return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise Interrupted(resumable=isinstance(exc, ResumableInterrupt)) from exc

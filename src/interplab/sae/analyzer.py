@@ -22,6 +22,7 @@ import torch
 
 from interplab.common.atomic import save_npy, write_json, write_jsonl
 from interplab.common.errors import one_of, require
+from interplab.common.interrupt import resumable
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.progress import track
@@ -685,6 +686,7 @@ def _plots(
     return files
 
 
+@resumable
 def run_comprehensive_analysis(
     model_name: str = "minilm",
     sae_path: str | Path = "",

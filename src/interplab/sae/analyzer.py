@@ -25,6 +25,7 @@ from interplab.common.errors import one_of, require
 from interplab.common.interrupt import resumable
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import OutputDir, output_dir, timestamp
+from interplab.common.overwrite import remove_previous_outputs
 from interplab.common.progress import track
 from interplab.sae import plots
 from interplab.sae.activation_db import ActivationDatabase, ActivationDBWriter
@@ -318,6 +319,8 @@ class SAEAnalyzer:
             self.load_data()
         ts = timestamp()
         args = arguments or dataclasses.asdict(self.cfg)
+        if self.cfg.overwrite:  # the earlier run's README, SUMMARY, matrices… go; other files stay
+            remove_previous_outputs(self.out)
         with output_dir(self.out, "sae analyze", args) as od:
             return _write_everything(self, od, ts)
 

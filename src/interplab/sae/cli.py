@@ -155,7 +155,9 @@ def analyze_command(
     ),
     shard_tokens: int = typer.Option(32768, "--shard-tokens", help="Tokens per database shard."),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace a database built with other settings."
+        False,
+        "--overwrite",
+        help="Replace what an earlier run wrote in --out (files its manifest lists; others stay).",
     ),
     dtype: str = typer.Option("float32", "--dtype", help="SAE dtype (float32, bfloat16, float16)."),
 ) -> None:

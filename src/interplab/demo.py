@@ -64,12 +64,16 @@ class StepResult:
 
 
 def _run_step(out: Path, name: str, fn: Callable[[], tuple[dict[str, Any], dict[str, str]]]) -> StepResult:
-    """Run ``fn`` unless its marker exists; the marker stores its numbers and links."""
+    """Run ``fn`` unless its marker exists and every output it links to is still there; the marker
+    stores its numbers and links (paths relative to ``out``)."""
     marker = out / ".steps" / f"{name}.json"
     if marker.exists():
-        log.info("demo: %s already done (delete %s to redo)", name, marker)
         data = json.loads(marker.read_text(encoding="utf-8"))
-        return StepResult(**data)
+        missing = [rel for rel in data.get("links", {}).values() if not (out / rel).exists()]
+        if not missing:
+            log.info("demo: %s already done (delete %s to redo)", name, marker)
+            return StepResult(**data)
+        log.info("demo: %s is redone: %d of its outputs are gone (%s)", name, len(missing), missing[0])
     log.info("demo: %s …", name)
     t0 = time.perf_counter()
     numbers, links = fn()

@@ -54,9 +54,8 @@ def test_single_file_manifests_are_relative_and_complete(
         path, n_executions=2, n_features=8, n_clusters=2, null_samples=0, output_json=res / "w.json"
     )
     listed = _listed(res / "w.manifest.json")
-    assert listed == {"w.json", "w.md", "w_hamming_distribution.png", "w_hamming_distribution.pdf"}
+    assert listed == {"w.json", "w.md", "w.html", "w_hamming_distribution.png", "w_hamming_distribution.pdf"}
     comparative_report(res, Path("report"))
     listed = _listed(Path("report") / "comparative_report.manifest.json")
-    assert listed == {"comparative_report.md", "comparative_report.csv"}
-    on_disk = {p.name for p in Path("report").iterdir()} - {"comparative_report.manifest.json"}
-    assert on_disk <= listed | {"comparative_report.html"}
+    assert listed == {"comparative_report.md", "comparative_report.html", "comparative_report.csv"}
+    assert {p.name for p in Path("report").iterdir()} == listed | {"comparative_report.manifest.json"}

@@ -11,8 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from interplab.common.atomic import write_json, write_text
+from interplab.common.atomic import write_json
 from interplab.common.errors import InterplabError
+from interplab.common.markdown_html import write_markdown_report
 from interplab.common.output import write_sibling_manifest
 from interplab.common.progress import track
 from interplab.masks.distribution import DEFAULT_MAX_FEATURES, HammingDistribution, hamming_distribution
@@ -229,7 +230,8 @@ def write_outputs(result: dict[str, Any], dist: HammingDistribution, out: Path, 
     files = plot_hamming_distribution(
         dist, sibling(out, "_hamming_distribution"), f"pairwise Hamming distances: {result['matrix']['name']}"
     )
-    files.append(write_text(sibling(out, ".md"), summary_markdown(result)))
+    files.append(write_markdown_report(sibling(out, ".md"), summary_markdown(result)))
+    files.append(sibling(out, ".html"))
     files.append(write_json(out, result))
     manifest = write_sibling_manifest(sibling(out, ".manifest.json"), command, result["config"], files)
     log.info("wrote %s", out)

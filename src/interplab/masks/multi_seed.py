@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from interplab.common.atomic import write_json, write_text
+from interplab.common.atomic import write_json
 from interplab.common.errors import InterplabError
+from interplab.common.markdown_html import write_markdown_report
 from interplab.common.output import OutputDir, output_dir
 from interplab.common.progress import track
 from interplab.masks.distribution import DEFAULT_MAX_FEATURES, hamming_distribution
@@ -237,6 +238,6 @@ def multi_seed_analysis(
         ):
             out.record(written)
         write_json(out.file("summary/metrics_summary.json"), summary)
-        write_text(out.file("summary/README.md"), _readme(summary))
+        write_markdown_report(out.file("summary/README.md"), _readme(summary))
     log.info("wrote %s", out_root)
     return summary

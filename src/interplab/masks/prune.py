@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from interplab.common.atomic import save_tensor, umask_mode, write_json, write_text
+from interplab.common.atomic import save_tensor, umask_mode, write_json
 from interplab.common.errors import InterplabError
+from interplab.common.markdown_html import write_markdown_report
 from interplab.common.models import LoadedModel, find_blocks, load_model
 from interplab.common.output import output_dir
 from interplab.masks.blockwise import MatrixResult, prune_blocks
@@ -223,7 +224,7 @@ def prune_model(
             time.perf_counter() - t_start,
         )
         write_json(od.file(REPORT_JSON), report)
-        write_text(od.file(REPORT_MD), report_markdown(report))
+        write_markdown_report(od.file(REPORT_MD), report_markdown(report))
     final = out / method
     log.info("wrote %s", final)
     return PruneResult(

@@ -25,6 +25,7 @@ import numpy as np
 
 from interplab.common.atomic import write_text
 from interplab.common.errors import InterplabError
+from interplab.common.markdown_html import write_markdown_report
 from interplab.common.output import write_sibling_manifest
 
 log = logging.getLogger(__name__)
@@ -362,7 +363,10 @@ def comparative_report(results_dir: str | Path, out: str | Path | None = None) -
         )
     overlaps, notes = method_overlaps(rows)
     files = [
-        write_text(odir / "comparative_report.md", render_markdown(rows, overlaps, notes, skipped)),
+        write_markdown_report(
+            odir / "comparative_report.md", render_markdown(rows, overlaps, notes, skipped)
+        ),
+        odir / "comparative_report.html",
         write_text(odir / "comparative_report.csv", render_csv(rows)),
     ]
     write_sibling_manifest(

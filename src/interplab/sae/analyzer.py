@@ -23,6 +23,7 @@ import torch
 from interplab.common.atomic import save_npy, write_json, write_jsonl
 from interplab.common.errors import one_of, require
 from interplab.common.interrupt import resumable
+from interplab.common.markdown_html import html_beside
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.overwrite import remove_previous_outputs
@@ -612,6 +613,7 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
     summary["files"] = dict(files)
     write_json(od.file(files["summary"]), summary)
     write_readme(od.file(files["readme"]), summary, results, an, inputs)
+    html_beside(od.file(files["readme"]))
     # results file again with the logit-effects note (atomic overwrite)
     write_json(od.file(files["analysis_results"]), results)
     return AnalysisResult(out=od.path, timestamp=ts, files=files, summary=summary, results=results)

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from interplab import __version__
+from interplab.common.console import widen_help_when_piped
 from interplab.common.errors import InterplabError
 from interplab.common.interrupt import EXIT_CODE, PLAIN_MESSAGE, Interrupted
 from interplab.common.log import setup_logging
@@ -69,6 +70,7 @@ _register_demo()
 def main() -> None:
     """Entry point: run the app; turn :class:`InterplabError` into one line on stderr and exit 2."""
     debug = "--debug" in sys.argv
+    widen_help_when_piped()
     try:
         app()
     except InterplabError as exc:

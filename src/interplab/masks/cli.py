@@ -126,13 +126,12 @@ def report_command(
     ),
 ) -> None:
     """Comparative table over all hamming / multi-exec / multi-seed results (rich, Markdown, CSV)."""
-    from rich.console import Console
-
+    from interplab.common.console import no_truncation, output_console
     from interplab.masks.report import comparative_report, report_table
 
     report = comparative_report(results_dir, out)
-    console = Console()
-    console.print(report_table(report))
+    console = output_console()
+    console.print(no_truncation(report_table(report)))
     for note in report.notes:
         console.print(f"note: {note}")
     for path in report.files:

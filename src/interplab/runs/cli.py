@@ -39,8 +39,9 @@ FILTER = typer.Option(
 
 
 def _print_frame(df, title: str) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
     from rich.table import Table
+
+    from interplab.common.console import no_truncation, output_console
 
     table = Table(title=title)
     for col in df.columns:
@@ -56,10 +57,7 @@ def _print_frame(df, title: str) -> None:  # type: ignore[no-untyped-def]
                 for v in row
             )
         )
-    console = Console()
-    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-        console = Console(width=200)
-    console.print(table)
+    output_console().print(no_truncation(table))  # piped: full width; terminal: cells wrap
 
 
 @app.command("list")

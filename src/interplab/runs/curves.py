@@ -36,6 +36,43 @@ PHASE_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860"
 PhaseSpec = str | Sequence[float] | None
 
 
+def axis_label(metrics: Sequence[str], names: Mapping[str, str]) -> str:
+    """A y-axis label shared by ``metrics``: the one metric's label, the family (``KL divergence``,
+    ``loss``), their common name prefix, or the labels themselves when few."""
+    labels = [names.get(m, m) for m in metrics]
+    if len(set(labels)) == 1:
+        return labels[0]
+    if all(m.lower().startswith(("kl_", "kl.", "kl-", "kl/")) for m in metrics):
+        return "KL divergence"
+    if all(m.lower().endswith("loss") for m in metrics):
+        return "loss"
+    first = metrics[0]
+    n = next(
+        (i for i in range(len(first)) if any(i >= len(m) or m[i] != first[i] for m in metrics)), len(first)
+    )
+    prefix = first[:n].rstrip("_-./ ")
+    if len(prefix) >= 3:
+        return prefix
+    joined = " / ".join(labels)
+    return joined if len(joined) <= 40 else "value"
+
+
+def plain_log_ticks(ax: Any) -> None:
+    """Log-axis tick labels as plain numbers (``1.3``, ``0.05``), not ``1.3×10⁰``; minor ticks are
+    labelled too when the axis spans less than about one decade (else only decades are)."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def plain(y: float, _pos: int) -> str:
+        return f"{y:.3g}"
+
+    lo, hi = ax.get_ylim()
+    ax.yaxis.set_major_formatter(FuncFormatter(plain))
+    narrow = lo > 0 and hi > 0 and math.log10(hi / lo) < 1.2
+    ax.yaxis.set_minor_formatter(FuncFormatter(plain) if narrow else NullFormatter())
+
+
 def kl_metric_set(learnable: bool = True) -> tuple[str, ...]:
     """``learnable=True``: the prefix-teacher KL metrics; ``False``: the n-gram KL metrics."""
     return PREFIX_TEACHER_METRICS if learnable else NGRAM_METRICS
@@ -194,8 +231,9 @@ def curves_figure(
             ax.set_xlabel(xlabel)
             if logy:
                 ax.set_yscale("log")
+                plain_log_ticks(ax)
             ax.legend(loc="best", fontsize=8)
-        axes[0].set_ylabel(ylabel or (names.get(metrics[0], metrics[0]) if len(metrics) == 1 else "value"))
+        axes[0].set_ylabel(ylabel or axis_label(metrics, names))
         if title:
             fig.suptitle(title)
         fig.tight_layout()

@@ -89,7 +89,16 @@ def histogram_svg_data(hist: dict | None, width: int = 560, height: int = 160) -
         "min": edges[0] if edges else None,
         "max": edges[-1] if edges else None,
         "total": sum(counts),
+        "top": top,
+        "log_bins": bool(edges) and len(edges) > 2 and edges[0] > 0 and _log_spaced(edges),
     }
+
+
+def _log_spaced(edges: list[float]) -> bool:
+    """Whether bin edges grow by a constant ratio (log-spaced) rather than a constant step."""
+    ratios = [b / a for a, b in zip(edges, edges[1:], strict=False) if a > 0]
+    steps = [b - a for a, b in zip(edges, edges[1:], strict=False)]
+    return bool(ratios) and max(ratios) - min(ratios) < 1e-6 * max(ratios) < max(steps) - min(steps)
 
 
 def flatten_metrics(data: Any, prefix: str = "", limit: int = 80) -> list[tuple[str, Any]]:

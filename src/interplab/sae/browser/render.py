@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Any
@@ -95,10 +96,15 @@ def histogram_svg_data(hist: dict | None, width: int = 560, height: int = 160) -
 
 
 def _log_spaced(edges: list[float]) -> bool:
-    """Whether bin edges grow by a constant ratio (log-spaced) rather than a constant step."""
-    ratios = [b / a for a, b in zip(edges, edges[1:], strict=False) if a > 0]
-    steps = [b - a for a, b in zip(edges, edges[1:], strict=False)]
-    return bool(ratios) and max(ratios) - min(ratios) < 1e-6 * max(ratios) < max(steps) - min(steps)
+    """Whether bin edges grow by a constant ratio (log-spaced) rather than by a constant step."""
+    pairs = list(itertools.pairwise(edges))
+    ratios = [b / a for a, b in pairs if a > 0]
+    steps = [b - a for a, b in pairs]
+    if not ratios:
+        return False
+    constant_ratio = max(ratios) - min(ratios) <= 1e-6 * max(ratios)
+    constant_step = max(steps) - min(steps) <= 1e-6 * max(abs(x) for x in steps)
+    return constant_ratio and not constant_step
 
 
 def flatten_metrics(data: Any, prefix: str = "", limit: int = 80) -> list[tuple[str, Any]]:

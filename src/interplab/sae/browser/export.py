@@ -118,6 +118,10 @@ def export_browser(
     return ExportResult(out, ids, selection)
 
 
+#: overview link sort names → the static list's sort keys
+EXPORT_SORTS = {"density": "density", "max": "max_activation", "mean": "mean_activation"}
+
+
 def _write_export(data: AnalysisData, root: Path, ids: list[int], selection: str) -> None:
     env = make_env()
     exported = set(ids)
@@ -140,7 +144,7 @@ def _write_export(data: AnalysisData, root: Path, ids: list[int], selection: str
         "overview": "index.html",
         "features": "index.html#features",
         "search": None,
-        "list_url": lambda sort: "index.html#features",
+        "list_url": lambda sort: f"index.html?sort={EXPORT_SORTS.get(sort, 'density')}#features",
         "dead_url": None,
     }
     write_text(
@@ -181,7 +185,7 @@ def _write_export(data: AnalysisData, root: Path, ids: list[int], selection: str
 
     manifest: dict[str, Any] = {
         "command": "sae browse --export",
-        "source": str(data.files.root),
+        "source": data.files.root.name,
         "summaries": data.files.summaries.name,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "selection": selection,

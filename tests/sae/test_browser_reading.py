@@ -91,7 +91,8 @@ def _feature_record() -> dict:
         "feature": 7, "density": 0.1, "mean_activation": 1.0, "max_activation": 4.0, "extra": {},
         "top_tokens": [], "top_examples": [example], "quantile_examples": [], "logit_effects": None,
         "logit_effects_note": "null: the model has no unembedding (output embeddings) of the SAE's width",
-        "similar_features": [], "coactivating_features": [], "histogram": None, "ablation": None,
+        "similar_features": [], "coactivating_features": [], "ablation": None,
+        "histogram": {"counts": [0, 3, 9, 4, 0], "edges": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]},
         "duplicates_dropped": 3,
     }  # fmt: skip
 
@@ -127,6 +128,10 @@ def test_feature_page_reads_as_text_in_chromium(browser, tmp_path: Path) -> None
     assert "3 near-duplicate examples" in page.inner_text("#duplicates-dropped")
     note = page.inner_text("#logit-effects-missing")
     assert "no unembedding" in note and "null" not in note
+    svg = page.locator("#histogram")
+    labels = svg.locator("text").all_text_contents()
+    assert "tokens" in labels and "activation (log-spaced bins)" in labels and "9" in labels
+    assert svg.locator("line.axis").count() == 2 and svg.locator("rect").count() == 3
     page.close()
 
 

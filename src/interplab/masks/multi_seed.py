@@ -25,6 +25,7 @@ from interplab.common.errors import InterplabError
 from interplab.common.markdown_html import write_markdown_report
 from interplab.common.output import OutputDir, output_dir
 from interplab.common.progress import track
+from interplab.masks.components import component_aliases
 from interplab.masks.distribution import DEFAULT_MAX_FEATURES, hamming_distribution
 from interplab.masks.execution import Execution, aggregate, analyse_neighborhood, null_draws
 from interplab.masks.hamming import HammingIndex
@@ -73,6 +74,10 @@ def resolve_matrix(matrix_dir: str | Path, method: str, layer: int, component: s
             f"{', '.join(map(str, layers)) or 'none'}"
         )
     comps = sorted(c for lay, c in have if lay == layer)
+    same_role = [c for c in component_aliases(component) if c in comps]
+    if same_role:  # e.g. mlp.down_proj → MiniLM's output.dense
+        log.info("component %s: using %s, the same matrix role in this model", component, same_role[0])
+        return root / method / f"layer{layer}-{same_role[0]}.pt"
     raise InterplabError(
         f"unknown component {component!r} for {method} layer {layer} in {root}; components present: {', '.join(comps)}"
     )

@@ -110,6 +110,7 @@ def mean_std(
     from interplab.runs.frames import aggregate
 
     stats = aggregate(df, metric, group_by=[group_by] if group_by else None, step_key=step_key)
+    stats = stats.rename(columns={step_key: "step"})  # the drawing code's x column
     stats["std"] = stats["std"].fillna(0.0)
     return stats
 

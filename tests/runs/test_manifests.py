@@ -18,3 +18,10 @@ def test_experiment_and_report_manifests_match_their_folders(markov_experiment, 
     assert manifest_mismatches(out) == ([], [])
     files = json.loads((out / "manifest.json").read_text())["files"]
     assert any(f.startswith("figures/") and f.endswith(".pdf") for f in files)
+
+
+def test_experiment_leaves_no_wandb_staging(markov_experiment) -> None:
+    assert (markov_experiment.out / "wandb").is_dir()
+    assert not (markov_experiment.out / "wandb" / ".data").exists()  # the SDK's staged table copies
+    hidden = [p for p in markov_experiment.out.rglob(".*") if "staging" in p.as_posix()]
+    assert hidden == []

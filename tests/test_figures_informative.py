@@ -37,8 +37,12 @@ def test_activation_distribution_axis_fits_the_data(saved: list[Any], tmp_path: 
         values = rng.uniform(0.1, 5.0, size=500)
         stats.hist[f] = np.histogram(values, bins=HIST_EDGES)[0]
     splots.activation_distributions(stats, np.arange(3), tmp_path / "a.png")
-    lo, hi = saved[-1].axes[0].get_xlim()
+    ax = saved[-1].axes[0]
+    lo, hi = ax.get_xlim()
     assert 0.05 <= lo <= 0.1 and 5.0 <= hi <= 10.0  # not the fixed 1e-3 … 1e3 bin range
+    saved[-1].canvas.draw()
+    ticks = [t.get_text() for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True) if t.get_text()]
+    assert ticks and all("×" not in t and "^" not in t for t in ticks)
 
 
 def test_constant_l0_says_so_instead_of_one_bar(saved: list[Any], tmp_path: Path) -> None:
@@ -66,6 +70,8 @@ def test_training_history_panels_inform(saved: list[Any], tmp_path: Path) -> Non
         for i in range(20)
     ]
     assert splots.informative_series(history) == {"loss": ["loss", "fvu"], "l0": ["l0"]}
+    mirrored = [{**h, "explained_variance": 1 - h["fvu"]} for h in history]
+    assert splots.informative_series(mirrored)["loss"] == ["loss", "fvu", "1 − explained_variance"]
     splots.training_history(history, tmp_path / "h.png")
     assert [ax.get_ylabel() for ax in saved[-1].axes] == ["loss = fvu", "l0"]
 

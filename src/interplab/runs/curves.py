@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from interplab.common.errors import InterplabError
-from interplab.common.figures import new_figure, report_style, save_figure
+from interplab.common.figures import new_figure, plain_log_ticks, report_style, save_figure
 from interplab.runs.phases import Phase, auto_phases, phases_from_steps, require_columns
 
 PREFIX_TEACHER_METRICS = tuple(f"kl_div_prefix_{k}_teacher_val" for k in (1, 2, 3))
@@ -55,22 +55,6 @@ def axis_label(metrics: Sequence[str], names: Mapping[str, str]) -> str:
         return prefix
     joined = " / ".join(labels)
     return joined if len(joined) <= 40 else "value"
-
-
-def plain_log_ticks(ax: Any) -> None:
-    """Log-axis tick labels as plain numbers (``1.3``, ``0.05``), not ``1.3×10⁰``; minor ticks are
-    labelled too when the axis spans less than about one decade (else only decades are)."""
-    import math
-
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    def plain(y: float, _pos: int) -> str:
-        return f"{y:.3g}"
-
-    lo, hi = ax.get_ylim()
-    ax.yaxis.set_major_formatter(FuncFormatter(plain))
-    narrow = lo > 0 and hi > 0 and math.log10(hi / lo) < 1.2
-    ax.yaxis.set_minor_formatter(FuncFormatter(plain) if narrow else NullFormatter())
 
 
 def kl_metric_set(learnable: bool = True) -> tuple[str, ...]:
@@ -232,7 +216,7 @@ def curves_figure(
             ax.set_xlabel(xlabel)
             if logy:
                 ax.set_yscale("log")
-                plain_log_ticks(ax)
+                plain_log_ticks(ax, "y")
             ax.legend(loc="best", fontsize=8)
         axes[0].set_ylabel(ylabel or axis_label(metrics, names))
         if title:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from interplab.common.figures import new_figure, save_figure
+from interplab.common.figures import new_figure, plain_log_ticks, save_figure
 from interplab.sae.stats import HIST_EDGES, FeatureStats
 
 
@@ -44,9 +44,7 @@ def l0_histogram(l0_counts: np.ndarray, path: Path) -> list[Path]:
             fontsize=14,
             transform=ax.transAxes,
         )
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+        ax.set_axis_off()
         ax.set_title("L0 per token (constant)")
         return save_figure(fig, path)
     ax.bar(xs, l0_counts, width=1.0, color="#55a868")
@@ -76,6 +74,7 @@ def activation_distributions(stats: FeatureStats, features: np.ndarray, path: Pa
     if used.any():  # fit the axis to the bins that hold data, not the whole fixed bin range
         lo, hi = np.flatnonzero(used)[[0, -1]]
         ax.set_xlim(HIST_EDGES[lo], HIST_EDGES[hi + 1])
+    plain_log_ticks(ax, "x")
     ax.set_xlabel("activation (non-zero)")
     ax.set_ylabel("fraction of firing tokens")
     ax.set_title("Activation distributions of the most frequent features")
@@ -127,6 +126,10 @@ def informative_series(history: list[dict[str, Any]], max_panels: int = 6) -> di
         same = next((k for k, v in series.items() if np.allclose(v, ys, equal_nan=True)), None)
         if same is not None:
             panels[same].append(key)
+            continue
+        mirror = next((k for k, v in series.items() if np.allclose(v, 1.0 - ys, equal_nan=True)), None)
+        if mirror is not None:  # explained variance = 1 − fvu: the same curve upside down
+            panels[mirror].append(f"1 − {key}")
             continue
         series[key] = ys
         panels[key] = [key]

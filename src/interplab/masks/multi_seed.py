@@ -221,7 +221,7 @@ def multi_seed_analysis(
             "runs": runs,
             "whole_matrix": {**dist.summary(), "histogram_counts": dist.histogram.tolist()},
         }
-        title = f"{method} layer {layer} {component}: {seeds} seeds"
+        title = f"{method} layer {layer} {component}: {seeds} seed{'' if seeds == 1 else 's'}"
         for written in plots.plot_summary_separation(
             k_values,
             {k: [r["separation_ratio"] for r in rs] for k, rs in by_k.items()},

@@ -16,6 +16,8 @@ def test_run_step_reuses_finished_step(tmp_path: Path) -> None:
 
     def step() -> tuple[dict, dict]:
         calls.append(1)
+        (tmp_path / "a").mkdir(exist_ok=True)
+        (tmp_path / "a" / "b.md").write_text("# b")  # a reused step's outputs must exist
         return {"x": 1.5}, {"report": "a/b.md"}
 
     first = demo._run_step(tmp_path, "masks-prune", step)

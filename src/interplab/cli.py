@@ -8,8 +8,11 @@ from pathlib import Path
 import typer
 
 from interplab import __version__
+from interplab.common.console import widen_help_when_piped
 from interplab.common.errors import InterplabError
+from interplab.common.interrupt import EXIT_CODE, PLAIN_MESSAGE, Interrupted
 from interplab.common.log import setup_logging
+from interplab.common.usage import OneLineUsageGroup
 from interplab.masks.cli import app as masks_app
 from interplab.runs.cli import app as runs_app
 from interplab.sae.cli import app as sae_app
@@ -19,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=OneLineUsageGroup,
 )
 app.add_typer(masks_app, name="masks")
 app.add_typer(sae_app, name="sae")
@@ -47,7 +51,7 @@ def root(
     if config is not None:
         from interplab.common.config import load_config
 
-        ctx.default_map = load_config(config)
+        ctx.default_map = load_config(config, ctx.command)
 
 
 def _register_demo() -> None:
@@ -66,6 +70,7 @@ _register_demo()
 def main() -> None:
     """Entry point: run the app; turn :class:`InterplabError` into one line on stderr and exit 2."""
     debug = "--debug" in sys.argv
+    widen_help_when_piped()
     try:
         app()
     except InterplabError as exc:
@@ -73,6 +78,9 @@ def main() -> None:
             raise
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
+    except Interrupted as exc:
+        typer.secho(str(exc), err=True)
+        sys.exit(EXIT_CODE)
     except KeyboardInterrupt:
-        typer.secho("interrupted", err=True)
-        sys.exit(130)
+        typer.secho(PLAIN_MESSAGE, err=True)
+        sys.exit(EXIT_CODE)

@@ -24,6 +24,7 @@ from typing import Any
 import typer
 
 from interplab.common.atomic import write_json
+from interplab.common.interrupt import resumable
 from interplab.common.output import output_dir
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ class DemoSettings:
     sae_k: int = 32
     sae_steps: int = 400
     sae_tokens: int = 32768
+    #: the ablation passes dominate the SAE step (one full forward per ablated feature and token on
+    #: top of the clean, zero and SAE passes): 1024 tokens × 4 features costs a third of 2048 × 8
+    sae_ablation_tokens: int = 1024
+    sae_ablation_features: int = 4
     runs_seeds: int = 3
     runs_steps: int | None = None
 
@@ -63,12 +68,16 @@ class StepResult:
 
 
 def _run_step(out: Path, name: str, fn: Callable[[], tuple[dict[str, Any], dict[str, str]]]) -> StepResult:
-    """Run ``fn`` unless its marker exists; the marker stores its numbers and links."""
+    """Run ``fn`` unless its marker exists and every output it links to is still there; the marker
+    stores its numbers and links (paths relative to ``out``)."""
     marker = out / ".steps" / f"{name}.json"
     if marker.exists():
-        log.info("demo: %s already done (delete %s to redo)", name, marker)
         data = json.loads(marker.read_text(encoding="utf-8"))
-        return StepResult(**data)
+        missing = [rel for rel in data.get("links", {}).values() if not (out / rel).exists()]
+        if not missing:
+            log.info("demo: %s already done (delete %s to redo)", name, marker)
+            return StepResult(**data)
+        log.info("demo: %s is redone: %d of its outputs are gone (%s)", name, len(missing), missing[0])
     log.info("demo: %s …", name)
     t0 = time.perf_counter()
     numbers, links = fn()
@@ -152,7 +161,14 @@ def _sae(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
 
     sae_out = out / "sae"
     run_sae_demo(
-        sae_out, max_tokens=s.sae_tokens, d_sae=s.sae_d_sae, k=s.sae_k, steps=s.sae_steps, layer=s.sae_layer
+        sae_out,
+        max_tokens=s.sae_tokens,
+        d_sae=s.sae_d_sae,
+        k=s.sae_k,
+        steps=s.sae_steps,
+        layer=s.sae_layer,
+        ablation_tokens=s.sae_ablation_tokens,
+        ablation_features=s.sae_ablation_features,
     )
     analysis_dir = sae_out / "analysis"
     export_browser(analysis_dir, sae_out / "browser")
@@ -260,6 +276,7 @@ def _runs(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
     return numbers, links
 
 
+@resumable
 def run_demo(out: str | Path = "demo-output", settings: DemoSettings | None = None) -> Path:
     """Run every demo step (reusing finished ones) and write ``out/index.html``; returns its path."""
     from interplab.demo_page import render_index

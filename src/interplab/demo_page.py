@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import jinja2
 
 from interplab import __version__
 from interplab.common.atomic import write_text
+from interplab.common.markdown_html import prefer_html
 
 AREAS = {
     "masks-prune": ("Pruning", "MiniLM pruned to 50 % with Wanda and SparseGPT, layer by layer."),
@@ -79,6 +81,9 @@ def fmt(value: Any) -> str:
 def render_index(out: Path, steps: list[Any]) -> Path:
     """Write ``out/index.html`` for the finished demo steps."""
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    steps = [
+        dataclasses.replace(s, links={k: prefer_html(out, v) for k, v in s.links.items()}) for s in steps
+    ]
     html = env.from_string(TEMPLATE).render(
         steps=steps,
         areas=AREAS,

@@ -62,12 +62,9 @@ def test_wanda_outputs_on_tiny_models(
     assert {m["component"] for m in report["matrices"]} == EXPECTED_COMPONENTS[name]
     assert sorted({m["layer"] for m in report["matrices"]}) == [0, 1]
     expected_files = {f"layer{m['layer']}-{m['component']}.pt" for m in report["matrices"]}
-    assert expected_files | {"pruning_report.json", "pruning_report.md"} == set(manifest["files"])
-    assert set(_files(folder)) == expected_files | {
-        "pruning_report.json",
-        "pruning_report.md",
-        "manifest.json",
-    }
+    reports = {"pruning_report.json", "pruning_report.md", "pruning_report.html"}
+    assert expected_files | reports == set(manifest["files"])
+    assert set(_files(folder)) == expected_files | reports | {"manifest.json"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
     for m in report["matrices"]:
         assert set(m) == {

@@ -102,8 +102,8 @@ def test_differing_config_lists_nan_and_missing() -> None:
 def test_aggregate_same_steps_by_hand(runs: list) -> None:
     df = get_runs_data(runs, ["val_loss"])
     agg = aggregate(df, "val_loss", group_by=["cfg.model.init_scale"])
-    assert agg.columns.tolist() == ["step", "cfg.model.init_scale", "mean", "std", "sem", "n"]
-    small = agg[agg["cfg.model.init_scale"] == 0.01].set_index("step")
+    assert agg.columns.tolist() == ["_step", "cfg.model.init_scale", "mean", "std", "sem", "n"]
+    small = agg[agg["cfg.model.init_scale"] == 0.01].set_index("_step")
     assert small.index.tolist() == list(range(0, N_STEPS, 10))
     for s in (0, 10, 990, 1990):
         a, b = val(s, 0, 0.01), val(s, 1, 0.01)
@@ -117,7 +117,7 @@ def test_aggregate_same_steps_by_hand(runs: list) -> None:
     assert small.loc[500, "mean"] == pytest.approx((a500 + val(500, 1, 0.01)) / 2, rel=1e-12)
     assert small.loc[600, "mean"] == math.inf  # +inf logged by alpha stays visible
     exact = aggregate(df, "val_loss", group_by=["cfg.model.init_scale"], align="exact")
-    ex = exact[exact["cfg.model.init_scale"] == 0.01].set_index("step")
+    ex = exact[exact["cfg.model.init_scale"] == 0.01].set_index("_step")
     assert ex.loc[500, "n"] == 1  # without interpolation only beta counts
     assert ex.loc[500, "mean"] == pytest.approx(val(500, 1, 0.01))
     assert math.isnan(ex.loc[500, "std"])
@@ -126,7 +126,7 @@ def test_aggregate_same_steps_by_hand(runs: list) -> None:
 def test_aggregate_different_steps_interpolates(runs: list) -> None:
     df = get_runs_data(runs, ["val_loss"])
     agg = aggregate(df, "val_loss", group_by="model.init_scale")  # cfg. prefix optional
-    large = agg[agg["cfg.model.init_scale"] == 1.0].set_index("step")
+    large = agg[agg["cfg.model.init_scale"] == 1.0].set_index("_step")
     grid = sorted(set(range(0, N_STEPS, 10)) | set(range(0, N_STEPS, 15)))
     assert large.index.tolist() == grid
     # step 15: gamma (every 10) interpolated between 10 and 20, delta (every 15) exact
@@ -139,12 +139,12 @@ def test_aggregate_different_steps_interpolates(runs: list) -> None:
     assert large.loc[1995, "n"] == 1
     assert large.loc[1995, "mean"] == pytest.approx(val(1995, 1, 1.0))
     exact = aggregate(df, "val_loss", group_by=["cfg.model.init_scale"], align="exact")
-    ex = exact[exact["cfg.model.init_scale"] == 1.0].set_index("step")
+    ex = exact[exact["cfg.model.init_scale"] == 1.0].set_index("_step")
     assert ex.loc[15, "n"] == 1 and ex.loc[30, "n"] == 2 and ex.loc[20, "n"] == 1
     whole = aggregate(df, "val_loss")
-    assert whole.columns.tolist() == ["step", "mean", "std", "sem", "n"]
-    assert whole.set_index("step").loc[0, "n"] == 4
-    assert whole.set_index("step").loc[0, "mean"] == pytest.approx(
+    assert whole.columns.tolist() == ["_step", "mean", "std", "sem", "n"]
+    assert whole.set_index("_step").loc[0, "n"] == 4
+    assert whole.set_index("_step").loc[0, "mean"] == pytest.approx(
         np.mean([val(0, 0, 0.01), val(0, 1, 0.01), val(0, 0, 1.0), val(0, 1, 1.0)])
     )
     with pytest.raises(InterplabError, match="unknown align"):

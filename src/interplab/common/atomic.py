@@ -1,7 +1,8 @@
 """Atomic writes: every file is written under a temporary name in its folder, then renamed.
 
 A crash or an error part-way never leaves a half-written file behind, and an existing file is
-only replaced once its successor is complete.
+only replaced once its successor is complete. The finished file gets the mode the process umask
+gives (``0o666 & ~umask``), like any other program's output, not the private mode of a temp file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,24 @@ from typing import Any
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no read-only API elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode a new file (``0o666``) or folder (``0o777``) gets under the current umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds."""
@@ -28,6 +47,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():  # mkstemp makes it 0600; give it the mode a plain open() would
+            tmp.chmod(umask_mode())
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -65,3 +65,20 @@ def save_figure(
             written.append(target)
     plt.close(fig)
     return written
+
+
+def plain_log_ticks(ax: Any, axis: str = "y") -> None:
+    """Log-axis tick labels as plain numbers (``1.3``, ``0.05``), not ``1.3×10⁰``; minor ticks are
+    labelled too when the axis spans less than about one decade (else only the decades are)."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def plain(value: float, _pos: int) -> str:
+        return f"{value:.3g}"
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    target.set_major_formatter(FuncFormatter(plain))
+    narrow = lo > 0 and hi > 0 and math.log10(hi / lo) < 1.2
+    target.set_minor_formatter(FuncFormatter(plain) if narrow else NullFormatter())

@@ -1,7 +1,14 @@
 """The output-folder convention: every analysis writes into one folder with a ``manifest.json``.
 
 The manifest records the command, its arguments, package versions, timings and every file written,
-so a result folder explains how it was made.
+so a result folder explains how it was made. One writer (:func:`manifest_payload`) serves the
+folder manifests and the ``<name>.manifest.json`` beside single-file outputs; paths in ``files`` are
+always relative to the manifest's folder.
+
+``files`` lists what the code recorded, plus every other file written in the folder while the
+command ran (a figure's PDF twin, a database shard, a sub-step's outputs), plus what an earlier
+run's manifest listed that is still there (a resumed run keeps it; ``--overwrite`` removes it
+first). Hidden paths (temp files, ``.steps`` markers) are not outputs and are never listed.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import json
 import os
 import platform
 import sys
@@ -50,6 +58,110 @@ def timestamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%d_%H%M%S")
 
 
+MANIFEST_NAME = "manifest.json"
+
+
+def _is_hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def relative_to_folder(folder: Path, path: str | os.PathLike[str]) -> str:
+    """``path`` (absolute, relative to ``folder``, or relative to the working directory) as a POSIX
+    path relative to ``folder``; a path outside the folder is kept as given."""
+    p = Path(path)
+    root = folder.resolve()
+    candidates = [p] if p.is_absolute() else [folder / p, Path.cwd() / p]
+    for cand in candidates:
+        try:
+            rel = cand.resolve().relative_to(root)
+        except ValueError:
+            continue
+        if p.is_absolute() or cand.exists() or cand == candidates[-1]:
+            return rel.as_posix()
+    return p.as_posix()
+
+
+def files_written_since(folder: str | os.PathLike[str], since: float) -> list[str]:
+    """Non-hidden files under ``folder`` modified at or after ``since`` (relative POSIX paths)."""
+    root = Path(folder)
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            path = here / name
+            try:
+                if path.stat().st_mtime >= since:
+                    out.append(path.relative_to(root).as_posix())
+            except OSError:
+                continue
+    return out
+
+
+def previous_files(manifest: Path) -> list[str]:
+    """The ``files`` of an existing manifest (empty when there is none or it is unreadable)."""
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    files = data.get("files") if isinstance(data, dict) else None
+    return [str(f) for f in files] if isinstance(files, list) else []
+
+
+def manifest_payload(
+    command: str,
+    arguments: dict[str, Any],
+    files: list[str],
+    *,
+    started: float | None = None,
+    timings: dict[str, float] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The one manifest schema (see docs/conventions.md)."""
+    manifest = {
+        "command": command,
+        "argv": sys.argv,
+        "arguments": arguments,
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 3) if started is not None else None,
+        "timings": timings or {},
+        "versions": package_versions(),
+        "files": sorted(set(files)),
+    }
+    if extra:
+        manifest.update(extra)
+    return manifest
+
+
+def write_sibling_manifest(
+    manifest: str | os.PathLike[str],
+    command: str,
+    arguments: dict[str, Any],
+    files: list[str | os.PathLike[str]],
+    *,
+    started: float | None = None,
+    timings: dict[str, float] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``<name>.manifest.json`` for outputs written beside each other in a shared folder;
+    ``files`` are stored relative to the manifest's folder."""
+    path = Path(manifest)
+    rel = [relative_to_folder(path.parent, f) for f in files]
+    payload = manifest_payload(command, arguments, rel, started=started, timings=timings, extra=extra)
+    return write_json(path, payload)
+
+
+def manifest_mismatches(folder: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """``(unlisted, missing)``: non-hidden files in ``folder`` its manifest does not list, and listed
+    files that do not exist. Both empty when the manifest tells the truth."""
+    root = Path(folder)
+    listed = set(previous_files(root / MANIFEST_NAME))
+    present = set(files_written_since(root, 0.0)) - {MANIFEST_NAME}
+    return sorted(present - listed), sorted(f for f in listed if not (root / f).is_file())
+
+
 @dataclasses.dataclass
 class OutputDir:
     """An analysis output folder that tracks what it wrote and writes ``manifest.json`` at the end."""
@@ -75,9 +187,9 @@ class OutputDir:
         return p
 
     def record(self, path: str | os.PathLike[str]) -> None:
-        """Record a file written by other code (absolute or relative to the folder)."""
-        p = Path(path)
-        rel = str(p.relative_to(self.path) if p.is_absolute() else p)
+        """Record a file written by other code (absolute, relative to the folder or to the working
+        directory); it is stored relative to the folder."""
+        rel = relative_to_folder(self.path, path)
         if rel not in self.files:
             self.files.append(rel)
 
@@ -91,21 +203,28 @@ class OutputDir:
             self.timings[name] = round(time.perf_counter() - t0, 4)
 
     def write_manifest(self, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``manifest.json`` (atomically), listing the files that exist now."""
-        existing = [f for f in self.files if (self.path / f).exists()]
-        manifest = {
-            "command": self.command,
-            "argv": sys.argv,
-            "arguments": self.arguments,
-            "created": _dt.datetime.now().isoformat(timespec="seconds"),
-            "seconds": round(time.time() - self.started, 3),
-            "timings": self.timings,
-            "versions": package_versions(),
-            "files": sorted(existing),
+        """Write ``manifest.json`` (atomically): recorded files, files written since the start and
+        the earlier manifest's files, as far as they exist now (see the module docstring)."""
+        manifest_path = self.path / MANIFEST_NAME
+        candidates = {
+            *self.files,
+            *files_written_since(self.path, self.started - 0.01),
+            *previous_files(manifest_path),
         }
-        if extra:
-            manifest.update(extra)
-        return write_json(self.path / "manifest.json", manifest)
+        existing = [
+            f
+            for f in candidates
+            if f != MANIFEST_NAME and not _is_hidden(Path(f)) and (self.path / f).is_file()
+        ]
+        manifest = manifest_payload(
+            self.command,
+            self.arguments,
+            existing,
+            started=self.started,
+            timings=self.timings,
+            extra=extra,
+        )
+        return write_json(manifest_path, manifest)
 
 
 @contextlib.contextmanager

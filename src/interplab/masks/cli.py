@@ -79,7 +79,11 @@ def parse_k_values(values: list[str], extra: list[str]) -> list[int]:
 def multi_seed_command(
     ctx: typer.Context,
     method: str = typer.Option(..., "--method", help="Method folder inside --matrix-dir (e.g. wanda)."),
-    component: str = typer.Option(..., "--component", help="e.g. mlp.down_proj, self_attn.q_proj."),
+    component: str = typer.Option(
+        ...,
+        "--component",
+        help="e.g. mlp.down_proj (or another family's name of that role, e.g. output.dense), self_attn.q_proj.",
+    ),
     layer: int = typer.Option(1, "--layer", help="Layer number."),
     matrix_dir: Path = typer.Option(
         Path("clustering_characterization"), "--matrix-dir", help="Holds <method>/layer<L>-<component>.pt."
@@ -126,13 +130,12 @@ def report_command(
     ),
 ) -> None:
     """Comparative table over all hamming / multi-exec / multi-seed results (rich, Markdown, CSV)."""
-    from rich.console import Console
-
+    from interplab.common.console import no_truncation, output_console
     from interplab.masks.report import comparative_report, report_table
 
     report = comparative_report(results_dir, out)
-    console = Console()
-    console.print(report_table(report))
+    console = output_console()
+    console.print(no_truncation(report_table(report)))
     for note in report.notes:
         console.print(f"note: {note}")
     for path in report.files:

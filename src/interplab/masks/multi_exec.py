@@ -7,15 +7,14 @@ a short Markdown summary and a manifest beside it.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from interplab.common.atomic import write_json, write_text
+from interplab.common.atomic import write_json
 from interplab.common.errors import InterplabError
-from interplab.common.output import package_versions
+from interplab.common.markdown_html import write_markdown_report
+from interplab.common.output import write_sibling_manifest
 from interplab.common.progress import track
 from interplab.masks.distribution import DEFAULT_MAX_FEATURES, HammingDistribution, hamming_distribution
 from interplab.masks.execution import aggregate, run_execution
@@ -231,19 +230,9 @@ def write_outputs(result: dict[str, Any], dist: HammingDistribution, out: Path, 
     files = plot_hamming_distribution(
         dist, sibling(out, "_hamming_distribution"), f"pairwise Hamming distances: {result['matrix']['name']}"
     )
-    files.append(write_text(sibling(out, ".md"), summary_markdown(result)))
+    files.append(write_markdown_report(sibling(out, ".md"), summary_markdown(result)))
+    files.append(sibling(out, ".html"))
     files.append(write_json(out, result))
-    manifest = sibling(out, ".manifest.json")
-    write_json(
-        manifest,
-        {
-            "command": command,
-            "argv": sys.argv,
-            "arguments": result["config"],
-            "created": _dt.datetime.now().isoformat(timespec="seconds"),
-            "versions": package_versions(),
-            "files": [str(p) for p in files],
-        },
-    )
+    manifest = write_sibling_manifest(sibling(out, ".manifest.json"), command, result["config"], files)
     log.info("wrote %s", out)
     return [*files, manifest]

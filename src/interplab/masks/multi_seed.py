@@ -20,10 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from interplab.common.atomic import write_json, write_text
+from interplab.common.atomic import write_json
 from interplab.common.errors import InterplabError
+from interplab.common.markdown_html import write_markdown_report
 from interplab.common.output import OutputDir, output_dir
 from interplab.common.progress import track
+from interplab.masks.components import component_aliases
 from interplab.masks.distribution import DEFAULT_MAX_FEATURES, hamming_distribution
 from interplab.masks.execution import Execution, aggregate, analyse_neighborhood, null_draws
 from interplab.masks.hamming import HammingIndex
@@ -72,6 +74,10 @@ def resolve_matrix(matrix_dir: str | Path, method: str, layer: int, component: s
             f"{', '.join(map(str, layers)) or 'none'}"
         )
     comps = sorted(c for lay, c in have if lay == layer)
+    same_role = [c for c in component_aliases(component) if c in comps]
+    if same_role:  # e.g. mlp.down_proj → MiniLM's output.dense
+        log.info("component %s: using %s, the same matrix role in this model", component, same_role[0])
+        return root / method / f"layer{layer}-{same_role[0]}.pt"
     raise InterplabError(
         f"unknown component {component!r} for {method} layer {layer} in {root}; components present: {', '.join(comps)}"
     )
@@ -215,7 +221,7 @@ def multi_seed_analysis(
             "runs": runs,
             "whole_matrix": {**dist.summary(), "histogram_counts": dist.histogram.tolist()},
         }
-        title = f"{method} layer {layer} {component}: {seeds} seeds"
+        title = f"{method} layer {layer} {component}: {seeds} seed{'' if seeds == 1 else 's'}"
         for written in plots.plot_summary_separation(
             k_values,
             {k: [r["separation_ratio"] for r in rs] for k, rs in by_k.items()},
@@ -237,6 +243,6 @@ def multi_seed_analysis(
         ):
             out.record(written)
         write_json(out.file("summary/metrics_summary.json"), summary)
-        write_text(out.file("summary/README.md"), _readme(summary))
+        write_markdown_report(out.file("summary/README.md"), _readme(summary))
     log.info("wrote %s", out_root)
     return summary

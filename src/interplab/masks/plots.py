@@ -43,11 +43,26 @@ def plot_spy(
     order = np.lexsort((indices, labels))
     m = np.asarray(vectors, dtype=bool)[order].T
     fig, ax = new_figure(figsize=(8, 6))
-    ax.imshow(m, aspect="auto", cmap="Greys", interpolation="nearest")
+    ax.imshow(m, aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
     bounds = np.flatnonzero(np.diff(labels[order])) + 0.5
     for b in bounds:
         ax.axvline(b, color="tab:red", linewidth=0.8)
     ax.grid(False)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        handles=[
+            Patch(facecolor="black", edgecolor="grey", label="kept (mask = 1)"),
+            Patch(facecolor="white", edgecolor="grey", label="pruned (mask = 0)"),
+            Line2D([0], [0], color="tab:red", linewidth=0.8, label="cluster boundary"),
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.1),
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
     ax.set_xlabel("feature (grouped by cluster)")
     ax.set_ylabel("position")
     ax.set_title(title)

@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from interplab.common.atomic import save_tensor, write_json, write_text
+from interplab.common.atomic import save_tensor, umask_mode, write_json
 from interplab.common.errors import InterplabError, one_of
+from interplab.common.markdown_html import write_markdown_report
 from interplab.common.models import LoadedModel, find_blocks, load_model
 from interplab.common.output import output_dir
 from interplab.masks.blockwise import MatrixResult, prune_blocks
@@ -105,6 +106,7 @@ def _staged_folder(out: Path, name: str) -> Iterator[Path]:
     created_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
+    staging.chmod(umask_mode(directory=True))  # mkdtemp makes it private; outputs are shared
     try:
         yield staging
     except BaseException:
@@ -273,7 +275,7 @@ def prune_model(
         }
         report["quality"]["context_length"] = seqlen
         write_json(od.file(REPORT_JSON), report)
-        write_text(od.file(REPORT_MD), report_markdown(report))
+        write_markdown_report(od.file(REPORT_MD), report_markdown(report))
     final = out / method
     log.info("wrote %s", final)
     return PruneResult(

@@ -16,14 +16,17 @@ import json
 import logging
 import math
 import re
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from interplab.common.atomic import write_json, write_text
+from interplab.common.atomic import write_text
 from interplab.common.errors import InterplabError
+from interplab.common.markdown_html import write_markdown_report
+from interplab.common.output import write_sibling_manifest
 
 log = logging.getLogger(__name__)
 
@@ -346,6 +349,7 @@ class ComparativeReport:
 
 def comparative_report(results_dir: str | Path, out: str | Path | None = None) -> ComparativeReport:
     """Build the comparative report of every result under ``results_dir``; write it into ``out``."""
+    started = time.time()
     rdir = Path(results_dir)
     if not rdir.is_dir():
         raise InterplabError(f"{rdir}: results folder not found")
@@ -359,18 +363,19 @@ def comparative_report(results_dir: str | Path, out: str | Path | None = None) -
         )
     overlaps, notes = method_overlaps(rows)
     files = [
-        write_text(odir / "comparative_report.md", render_markdown(rows, overlaps, notes, skipped)),
+        write_markdown_report(
+            odir / "comparative_report.md", render_markdown(rows, overlaps, notes, skipped)
+        ),
+        odir / "comparative_report.html",
         write_text(odir / "comparative_report.csv", render_csv(rows)),
     ]
-    write_json(
+    write_sibling_manifest(
         odir / "comparative_report.manifest.json",
-        {
-            "command": "masks report",
-            "results_dir": str(rdir),
-            "files": [str(f) for f in files],
-            "overlaps": [dataclasses.asdict(o) for o in overlaps],
-            "skipped": skipped,
-        },
+        "masks report",
+        {"results_dir": str(rdir), "out": str(odir)},
+        files,
+        started=started,
+        extra={"overlaps": [dataclasses.asdict(o) for o in overlaps], "skipped": skipped},
     )
     return ComparativeReport(rows, overlaps, notes, files)
 

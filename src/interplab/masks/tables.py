@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from interplab.common.console import no_truncation, output_console
 from interplab.masks.report import fmt
 
 
@@ -83,14 +84,14 @@ def aggregate_table(result: dict[str, Any]) -> Table:
 
 def print_result(result: dict[str, Any], console: Console | None = None, every_distance: bool = True) -> None:
     """Print a hamming / multi-exec result."""
-    console = console or Console()
+    console = console or output_console()
     execs = result["executions"]
     if len(execs) == 1:
         if every_distance:
-            console.print(hamming_table(execs[0]))
-        console.print(metrics_table(execs[0]))
+            console.print(no_truncation(hamming_table(execs[0])))
+        console.print(no_truncation(metrics_table(execs[0])))
     else:
-        console.print(aggregate_table(result))
+        console.print(no_truncation(aggregate_table(result)))
     wm = result["whole_matrix"]
     console.print(
         f"whole matrix: {wm['n_pairs']} pairs over {wm['n_features_used']} of {wm['n_features_total']} features"

@@ -11,6 +11,24 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+@app.callback()
+def runs_options(
+    timeout: float | None = typer.Option(
+        None,
+        "--timeout",
+        help="Seconds to wait for the W&B server on each request (wandb: sources; default 20).",
+    ),
+) -> None:
+    """W&B runs (cloud or offline folders): list, diff, export, plot, attention heads, report, experiment."""
+    if timeout is not None:
+        import os
+
+        from interplab.runs.cloud_connect import TIMEOUT_ENV, resolve_timeout
+
+        os.environ[TIMEOUT_ENV] = str(resolve_timeout(timeout))
+
+
 SOURCE_HELP = (
     "wandb:ENTITY/PROJECT, or a folder holding wandb/ or offline-run-*/run-* folders, or one run folder."
 )
@@ -21,8 +39,9 @@ FILTER = typer.Option(
 
 
 def _print_frame(df, title: str) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
     from rich.table import Table
+
+    from interplab.common.console import no_truncation, output_console
 
     table = Table(title=title)
     for col in df.columns:
@@ -38,10 +57,7 @@ def _print_frame(df, title: str) -> None:  # type: ignore[no-untyped-def]
                 for v in row
             )
         )
-    console = Console()
-    if not console.is_terminal:  # piped or captured: do not squeeze the table into 80 columns
-        console = Console(width=200)
-    console.print(table)
+    output_console().print(no_truncation(table))  # piped: full width; terminal: cells wrap
 
 
 def _echo_skipped(df) -> None:  # type: ignore[no-untyped-def]

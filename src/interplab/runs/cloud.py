@@ -257,19 +257,22 @@ def cloud_runs(
     cache: HistoryCache | None = None,
     max_workers: int = MAX_WORKERS,
     prefetch: bool = True,
+    timeout: float | None = None,
 ) -> list[Run]:
     """Runs of ``wandb:ENTITY/PROJECT`` matching ``filters`` (evaluated by the server).
 
     With ``prefetch`` the histories are loaded now by ``max_workers`` threads; otherwise on first use.
+    ``timeout`` bounds each request (see :mod:`interplab.runs.cloud_connect`).
     """
+    from interplab.runs.cloud_connect import connect_api, reaching, resolve_timeout, wandb_base_url
+
     entity, project = parse_cloud_source(source)
     if api is None:
-        import wandb
-
-        api = wandb.Api(timeout=60)
+        api = connect_api(timeout)
     cache = cache if cache is not None else HistoryCache()
     path = f"{entity}/{project}"
-    listed = list_runs(api, path, filters or {})
+    with reaching(wandb_base_url(), resolve_timeout(timeout)):
+        listed = list_runs(api, path, filters or {})
     runs = []
     for r, config in listed:
         runs.append(
@@ -295,7 +298,10 @@ def cloud_runs(
             )
         )
     if prefetch and runs:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(runs)))) as pool:
+        with (
+            reaching(wandb_base_url(), resolve_timeout(timeout)),
+            ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(runs)))) as pool,
+        ):
             list(pool.map(Run.history, runs))
     return runs
 

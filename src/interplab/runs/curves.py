@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from interplab.common.errors import InterplabError
-from interplab.common.figures import new_figure, report_style, save_figure
+from interplab.common.figures import new_figure, plain_log_ticks, report_style, save_figure
 from interplab.runs.phases import Phase, auto_phases, phases_from_steps, require_columns
 from interplab.runs.stats import band_frame
 
@@ -36,6 +36,27 @@ DEFAULT_LABELS: dict[str, str] = {
 PHASE_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860")
 
 PhaseSpec = str | Sequence[float] | None
+
+
+def axis_label(metrics: Sequence[str], names: Mapping[str, str]) -> str:
+    """A y-axis label shared by ``metrics``: the one metric's label, the family (``KL divergence``,
+    ``loss``), their common name prefix, or the labels themselves when few."""
+    labels = [names.get(m, m) for m in metrics]
+    if len(set(labels)) == 1:
+        return labels[0]
+    if all(m.lower().startswith(("kl_", "kl.", "kl-", "kl/")) for m in metrics):
+        return "KL divergence"
+    if all(m.lower().endswith("loss") for m in metrics):
+        return "loss"
+    first = metrics[0]
+    n = next(
+        (i for i in range(len(first)) if any(i >= len(m) or m[i] != first[i] for m in metrics)), len(first)
+    )
+    prefix = first[:n].rstrip("_-./ ")
+    if len(prefix) >= 3:
+        return prefix
+    joined = " / ".join(labels)
+    return joined if len(joined) <= 40 else "value"
 
 
 def kl_metric_set(learnable: bool = True) -> tuple[str, ...]:
@@ -75,6 +96,7 @@ def mean_std(
     from interplab.runs.frames import aggregate
 
     stats = aggregate(df, metric, group_by=[group_by] if group_by else None, step_key=step_key)
+    stats = stats.rename(columns={step_key: "step"})  # the drawing code's x column
     stats["std"] = stats["std"].fillna(0.0)
     return stats
 
@@ -220,8 +242,9 @@ def curves_figure(
             ax.set_xlabel(xlabel)
             if logy:
                 ax.set_yscale("log")
+                plain_log_ticks(ax, "y")
             ax.legend(loc="best", fontsize=8, title=_legend_title(runs_per_line, band, ci), title_fontsize=7)
-        axes[0].set_ylabel(ylabel or (names.get(metrics[0], metrics[0]) if len(metrics) == 1 else "value"))
+        axes[0].set_ylabel(ylabel or axis_label(metrics, names))
         if title:
             fig.suptitle(title)
         fig.tight_layout()

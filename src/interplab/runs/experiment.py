@@ -261,9 +261,16 @@ def run_experiment(
     sweep: dict[str, list[Any]] | None = None,
     steps: int | None = None,
     tags: list[str] | None = None,
+    *,
+    keep_staging: bool = False,
     **overrides: Any,
 ) -> ExperimentResult:
     """Train the sweep grid × ``seeds`` and log every run offline into ``out/wandb/``.
+
+    The SDK also copies each logged table into an artifact staging folder; unless the user set
+    ``WANDB_DATA_DIR`` that folder is ``out/wandb/.data`` and is removed afterwards (the tables stay
+    in each run's ``files/media``); ``keep_staging`` keeps it for a later ``wandb sync`` of the
+    tables as artifacts.
 
     ``sweep`` maps TrainConfig fields to lists of values (default: ``init_scale`` 0.01 and 1.0);
     ``overrides`` set other TrainConfig fields for every run. Also writes ``out/experiment.json``
@@ -336,4 +343,8 @@ def run_experiment(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    if staging and not keep_staging:  # only the folder we chose, never the user's WANDB_DATA_DIR
+        import shutil
+
+        shutil.rmtree(staging["WANDB_DATA_DIR"], ignore_errors=True)
     return ExperimentResult(Path(out), records, time.perf_counter() - t0)

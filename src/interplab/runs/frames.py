@@ -210,7 +210,8 @@ def aggregate(
     the same steps nothing is interpolated. NaN values (a metric not logged at a row, or a logged
     NaN) are gaps: interpolated over, and never counted. ``align="exact"`` uses only values logged
     at that step.
-    Columns: ``step``, the group columns, ``mean``, ``std``, ``sem``, ``n``.
+    Columns: ``step_key`` (``_step`` by default, the name the input uses), the group columns,
+    ``mean``, ``std``, ``sem``, ``n``.
     """
     if align not in ALIGN_MODES:
         raise InterplabError(f"unknown align {align!r}; expected one of: {', '.join(ALIGN_MODES)}")
@@ -258,14 +259,14 @@ def aggregate(
             var = np.where(n > 1, (dev**2).sum(axis=0) / np.maximum(n - 1, 1), np.nan)
             std = np.sqrt(var)
             sem = std / np.sqrt(n)
-        part = {"step": grid}
+        part = {step_key: grid}
         for col, val in zip(group_cols, gkey, strict=False):
             part[col] = [val] * len(grid)
         part.update({"mean": mean, "std": std, "sem": sem, "n": n.astype(np.int64)})
         out_frames.append(pd.DataFrame(part))
     if not out_frames:
-        return pd.DataFrame(columns=["step", *group_cols, "mean", "std", "sem", "n"])
+        return pd.DataFrame(columns=[step_key, *group_cols, "mean", "std", "sem", "n"])
     out = pd.concat(out_frames, ignore_index=True)
-    if np.all(np.mod(out["step"].to_numpy(), 1) == 0):
-        out["step"] = out["step"].astype(np.int64)
+    if np.all(np.mod(out[step_key].to_numpy(), 1) == 0):
+        out[step_key] = out[step_key].astype(np.int64)
     return out

@@ -158,13 +158,17 @@ def run_from_log(log: RunLog, log_file: Path, source: str, segments: list[Path] 
 
 
 def load_or_skip(log_file: Path, cache: HistoryCache) -> RunLog | SkippedRun:
-    """The decoded log, or why the run is skipped: a log shorter than its header (a 0-byte file)
-    or one without a single history row (the run died before its first ``log``)."""
+    """The decoded log, or why the run is skipped: a log shorter than its header (a 0-byte file),
+    one without a single history row (the run died before its first ``log``), or a file that is not
+    a decodable W&B log (not a W&B log, another version)."""
     run_id = log_file.stem.removeprefix("run-")
     size = log_file.stat().st_size
     if size < FILE_HEADER_LEN:
         return SkippedRun(log_file, run_id, f"{size}-byte log: the run wrote nothing")
-    log = load_log(log_file, cache)
+    try:
+        log = load_log(log_file, cache)
+    except InterplabError as exc:
+        return SkippedRun(log_file, run_id, f"undecodable: {exc}", error=exc)
     if len(log.history) == 0:
         return SkippedRun(
             log_file, log.run_id or run_id, "no logged step: the run ended before its first log"
@@ -175,8 +179,10 @@ def load_or_skip(log_file: Path, cache: HistoryCache) -> RunLog | SkippedRun:
 def offline_runs(source: str | Path, cache: HistoryCache | None = None) -> RunList:
     """Every run under ``source``, read through the cache, in start-time order.
 
-    Logs of one run id (a resumed run) are merged into one run; runs without any logged row are
-    skipped with one warning each and listed in ``RunList.skipped``.
+    Logs of one run id (a resumed run) are merged into one run; runs without any logged row and
+    files that do not decode are skipped with one warning each and listed in ``RunList.skipped``,
+    so one bad file never hides the good runs beside it. When no file decodes, the first file's
+    error is raised.
     """
     from interplab.runs.resume import group_segments, merge_segments
     from interplab.runs.summary import SUMMARY_DERIVED, derive_summary
@@ -191,8 +197,13 @@ def offline_runs(source: str | Path, cache: HistoryCache | None = None) -> RunLi
         with ThreadPoolExecutor(max_workers=workers) as pool:
             decoded = list(pool.map(lambda f: load_or_skip(f, cache), logs))
     skipped = [d for d in decoded if isinstance(d, SkippedRun)]
+    undecodable = [d.error for d in skipped if d.error is not None]
+    if undecodable and len(undecodable) == len(decoded):
+        raise undecodable[0]
     for s in skipped:
         logger.warning("skipped run %s", s.describe())
+    if skipped:
+        logger.warning("skipped %d of %d W&B logs (listed above)", len(skipped), len(logs))
     good = [(d, f) for d, f in zip(decoded, logs, strict=True) if isinstance(d, RunLog)]
     runs = []
     for group in group_segments(good):

@@ -7,7 +7,7 @@ listed in :attr:`RunList.skipped`, so one dead run never fails a whole folder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,13 @@ SKIPPED_ATTR = "skipped_runs"
 
 @dataclass(frozen=True)
 class SkippedRun:
-    """A run that was left out: its log file, its id (from the file name) and the reason."""
+    """A run that was left out: its log file, its id (from the file name), the reason and, for a
+    file that did not decode, the error it raised."""
 
     log_file: Path
     run_id: str
     reason: str
+    error: Exception | None = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
         return f"{self.run_id} ({self.log_file}): {self.reason}"

@@ -22,8 +22,11 @@ import torch
 
 from interplab.common.atomic import save_npy, write_json, write_jsonl
 from interplab.common.errors import InterplabError, one_of, require
+from interplab.common.interrupt import resumable
+from interplab.common.markdown_html import html_beside
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import OutputDir, output_dir, timestamp
+from interplab.common.overwrite import remove_previous_outputs
 from interplab.common.progress import track
 from interplab.sae import plots
 from interplab.sae.activation_db import ActivationDatabase, ActivationDBWriter
@@ -354,6 +357,8 @@ class SAEAnalyzer:
             self.load_data()
         ts = timestamp()
         args = arguments or dataclasses.asdict(self.cfg)
+        if self.cfg.overwrite:  # the earlier run's README, SUMMARY, matrices… go; other files stay
+            remove_previous_outputs(self.out)
         with output_dir(self.out, "sae analyze", args) as od:
             return _write_everything(self, od, ts)
 
@@ -658,6 +663,7 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
     summary["files"] = dict(files)
     write_json(od.file(files["summary"]), summary)
     write_readme(od.file(files["readme"]), summary, results, an, inputs)
+    html_beside(od.file(files["readme"]))
     # results file again with the logit-effects note (atomic overwrite)
     write_json(od.file(files["analysis_results"]), results)
     return AnalysisResult(out=od.path, timestamp=ts, files=files, summary=summary, results=results)
@@ -735,6 +741,7 @@ def _plots(
     return files
 
 
+@resumable
 def run_comprehensive_analysis(
     model_name: str = "minilm",
     sae_path: str | Path = "",

@@ -153,13 +153,18 @@ def analyze_command(
     cooccurrence: str = typer.Option("phi", "--cooccurrence", help="Comma list of phi, jaccard, pmi."),
     n_neighbours: int = typer.Option(10, "--n-neighbours", help="Similar / co-active features per feature."),
     ablation_tokens: int = typer.Option(4096, "--ablation-tokens", help="Tokens given full forward passes."),
+    no_ablation: bool = typer.Option(
+        False, "--no-ablation", help="Skip the ablation passes (same as --ablation-tokens 0)."
+    ),
     ablation_features: int = typer.Option(8, "--ablation-features", help="Most frequent features ablated."),
     context_radius: int = typer.Option(
         10, "--context-radius", help="Context tokens each side of an example."
     ),
     shard_tokens: int = typer.Option(32768, "--shard-tokens", help="Tokens per database shard."),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace a database built with other settings."
+        False,
+        "--overwrite",
+        help="Replace what an earlier run wrote in --out (files its manifest lists; others stay).",
     ),
     dtype: str = typer.Option("float32", "--dtype", help="SAE dtype (float32, bfloat16, float16)."),
     eval_convention: str = typer.Option(
@@ -183,7 +188,7 @@ def analyze_command(
         similarity=similarity,
         cooccurrence=tuple(m.strip() for m in cooccurrence.split(",") if m.strip()),
         n_neighbours=n_neighbours,
-        ablation_tokens=ablation_tokens,
+        ablation_tokens=0 if no_ablation else ablation_tokens,
         ablation_features=ablation_features,
         context_radius=context_radius,
         shard_tokens=shard_tokens,

@@ -296,7 +296,11 @@ class AblationStats:
             "kl_zero_ablation": kl_zero,
             "kl_sae_reconstruction": kl_sae,
             "kl_score": (kl_zero - kl_sae) / kl_zero if kl_zero != 0 else float("nan"),
-            "kl_direction": "KL(p_clean || p_ablated)",
+            "kl_direction": (
+                "KL(p_clean || p_ablated)"
+                if self.substitute is None
+                else "1 - cos(h_clean, h_ablated) of the final hidden states (no LM head: not a KL)"
+            ),
             "loss": "next-token cross-entropy" if self.substitute is None else "final hidden state MSE",
             "substitute": self.substitute,
             "eval_convention": self.convention if self.substitute is None else "text tokens",

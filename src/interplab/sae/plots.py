@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from interplab.common.figures import new_figure, save_figure
+from interplab.common.figures import new_figure, plain_log_ticks, save_figure
 from interplab.sae.stats import HIST_EDGES, FeatureStats
 
 
@@ -25,14 +25,32 @@ def feature_density_histogram(stats: FeatureStats, path: Path) -> list[Path]:
 
 
 def l0_histogram(l0_counts: np.ndarray, path: Path) -> list[Path]:
-    """Histogram of active features per token (``l0_counts[j]`` = tokens with L0 = j)."""
+    """Histogram of active features per token (``l0_counts[j]`` = tokens with L0 = j).
+
+    When every token has the same L0 (a TopK SAE: L0 = k) a one-bar histogram says nothing; the
+    figure states the value instead.
+    """
     fig, ax = new_figure(figsize=(6, 4))
     xs = np.arange(l0_counts.size)
-    ax.bar(xs, l0_counts, width=1.0, color="#55a868")
     nz = np.flatnonzero(l0_counts)
+    total = int(l0_counts.sum())
+    if nz.size == 1:
+        ax.text(
+            0.5,
+            0.5,
+            f"L0 = {int(nz[0])} for every token\n({total:,} tokens)",
+            ha="center",
+            va="center",
+            fontsize=14,
+            transform=ax.transAxes,
+        )
+        ax.set_axis_off()
+        ax.set_title("L0 per token (constant)")
+        return save_figure(fig, path)
+    ax.bar(xs, l0_counts, width=1.0, color="#55a868")
     if nz.size:
         ax.set_xlim(nz[0] - 1, nz[-1] + 1)
-    mean = float((xs * l0_counts).sum() / max(l0_counts.sum(), 1))
+    mean = float((xs * l0_counts).sum() / max(total, 1))
     ax.axvline(mean, color="k", linestyle="--", linewidth=1, label=f"mean {mean:.1f}")
     ax.set_xlabel("active features per token (L0)")
     ax.set_ylabel("tokens")
@@ -45,12 +63,18 @@ def activation_distributions(stats: FeatureStats, features: np.ndarray, path: Pa
     """Per-feature activation histograms (log-spaced bins) of the given features."""
     fig, ax = new_figure(figsize=(7, 4.5))
     centres = np.sqrt(HIST_EDGES[:-1] * HIST_EDGES[1:])
+    used = np.zeros(centres.size, dtype=bool)
     for f in features:
         counts = stats.hist[f]
         if counts.sum() == 0:
             continue
+        used |= counts > 0
         ax.plot(centres, counts / counts.sum(), label=f"#{int(f)}", linewidth=1.2)
     ax.set_xscale("log")
+    if used.any():  # fit the axis to the bins that hold data, not the whole fixed bin range
+        lo, hi = np.flatnonzero(used)[[0, -1]]
+        ax.set_xlim(HIST_EDGES[lo], HIST_EDGES[hi + 1])
+    plain_log_ticks(ax, "x")
     ax.set_xlabel("activation (non-zero)")
     ax.set_ylabel("fraction of firing tokens")
     ax.set_title("Activation distributions of the most frequent features")
@@ -84,24 +108,50 @@ def heatmap(
     return save_figure(fig, path)
 
 
+#: history keys that count progress rather than measure the model: never a panel of their own
+PROGRESS_KEYS = ("step", "epoch", "tokens", "n_tokens", "tokens_seen", "samples")
+
+
+def informative_series(history: list[dict[str, Any]], max_panels: int = 6) -> dict[str, list[str]]:
+    """Panels worth drawing: each numeric, non-progress key that varies, with the keys whose series
+    is identical to it folded into its label (``loss`` = ``fvu``). Keys are in logged order."""
+    keys = [k for k in history[0] if k not in PROGRESS_KEYS and isinstance(history[0].get(k), int | float)]
+    panels: dict[str, list[str]] = {}
+    series: dict[str, np.ndarray] = {}
+    for key in keys:
+        ys = np.array([h.get(key) if isinstance(h.get(key), int | float) else np.nan for h in history], float)
+        finite = ys[np.isfinite(ys)]
+        if finite.size == 0 or np.ptp(finite) <= 1e-12 * max(1.0, float(np.abs(finite).max())):
+            continue  # constant (or empty): a flat line informs nothing
+        same = next((k for k, v in series.items() if np.allclose(v, ys, equal_nan=True)), None)
+        if same is not None:
+            panels[same].append(key)
+            continue
+        mirror = next((k for k, v in series.items() if np.allclose(v, 1.0 - ys, equal_nan=True)), None)
+        if mirror is not None:  # explained variance = 1 − fvu: the same curve upside down
+            panels[mirror].append(f"1 − {key}")
+            continue
+        series[key] = ys
+        panels[key] = [key]
+    return dict(list(panels.items())[:max_panels])
+
+
 def training_history(history: list[dict[str, Any]], path: Path) -> list[Path] | None:
-    """Every numeric series of ``history.json`` against the step (one panel per metric, ≤ 6)."""
+    """The informative numeric series of ``history.json`` against the step, one panel each (≤ 6):
+    progress counters (tokens), constant series and exact duplicates get no panel of their own."""
     if not history:
         return None
-    keys = [
-        k for k in history[0] if k not in ("step", "epoch") and isinstance(history[0].get(k), int | float)
-    ]
-    keys = keys[:6]
-    if not keys:
+    panels = informative_series(history)
+    if not panels:
         return None
     steps = [h.get("step", i) for i, h in enumerate(history)]
-    fig, axes = new_figure(len(keys), 1, figsize=(6, 2.2 * len(keys)), squeeze=False)
-    for ax, key in zip(axes[:, 0], keys, strict=True):
+    fig, axes = new_figure(len(panels), 1, figsize=(6, 2.2 * len(panels)), squeeze=False)
+    for ax, (key, names) in zip(axes[:, 0], panels.items(), strict=True):
         ys = [h.get(key) for h in history]
         pts = [(s, y) for s, y in zip(steps, ys, strict=True) if isinstance(y, int | float)]
         if pts:
             ax.plot(*zip(*pts, strict=True), linewidth=1.2)
-        ax.set_ylabel(key)
+        ax.set_ylabel(" = ".join(names))
     axes[-1, 0].set_xlabel("step")
     axes[0, 0].set_title("Training history")
     return save_figure(fig, path)

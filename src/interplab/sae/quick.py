@@ -199,11 +199,12 @@ def quick_check(
 
 def render_tables(result: QuickCheckResult | dict[str, dict[str, Any]], console: Any = None) -> None:
     """Print the sections as rich tables (lists such as per-feature frequencies are summarised)."""
-    from rich.console import Console
     from rich.table import Table
 
+    from interplab.common.console import no_truncation, output_console
+
     sections = result.sections if isinstance(result, QuickCheckResult) else result
-    console = console or Console()
+    console = console or output_console()
     for name in ("run", *SECTIONS):
         if name not in sections:
             continue
@@ -218,4 +219,4 @@ def render_tables(result: QuickCheckResult | dict[str, dict[str, Any]], console:
             else:
                 shown = str(value)
             table.add_row(key, shown)
-        console.print(table)
+        console.print(no_truncation(table))

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from interplab.common.errors import InterplabError, one_of, require
 from interplab.sae.browser import annotations
+from interplab.sae.browser.tokens import attach_display, drop_duplicate_examples, shareable_paths
 
 log = logging.getLogger(__name__)
 
@@ -508,10 +509,14 @@ class AnalysisData:
             if self.has_database:
                 n_tokens = int(self._query("SELECT count(*) FROM tokens")[0][0])
             self._summary_cache = {
-                "folder": str(self.files.root),
-                "summary": self._read_json(self.files.summary),
-                "results": self._read_json(self.files.results),
-                "readme": self.files.readme.read_text(encoding="utf-8") if self.files.readme else None,
+                "folder": self.files.root.name,  # never the local absolute path: pages get shared
+                "summary": shareable_paths(self._read_json(self.files.summary), self.files.root),
+                "results": shareable_paths(self._read_json(self.files.results), self.files.root),
+                "readme": (
+                    shareable_paths(self.files.readme.read_text(encoding="utf-8"), self.files.root)
+                    if self.files.readme
+                    else None
+                ),
                 "index": {
                     "n_features": int(stats[0]),
                     "n_dead": int(stats[1]),
@@ -636,6 +641,10 @@ class AnalysisData:
         rec.update(annotations.for_feature(self._query, self.files.root, rec["feature"]))
         examples = rec["top_examples"] + [e for g in rec["quantile_examples"] for e in g["examples"]]
         self.attach_contexts(rec["feature"], examples, radius)
+        rec["top_examples"], rec["duplicates_dropped"] = drop_duplicate_examples(rec["top_examples"])
+        if not rec["logit_effects"]:
+            note = self.summary()["results"].get("logit_effects")
+            rec["logit_effects_note"] = note if isinstance(note, str) and note.startswith("null") else None
         return rec
 
     def attach_contexts(self, feature: int, examples: list[dict], radius: int = CONTEXT_RADIUS) -> None:
@@ -706,4 +715,5 @@ class AnalysisData:
             )
         for i, e in usable:
             if i in by_ex:
+                attach_display(by_ex[i])
                 e["tokens"] = by_ex[i]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from interplab.common.atomic import write_json, write_text
+from interplab.common.atomic import umask_mode, write_json, write_text
 from interplab.common.errors import InterplabError, require
 from interplab.common.progress import track
 from interplab.sae.browser.app import STATIC_FILES, feature_scale
@@ -105,7 +105,7 @@ def export_browser(
         ids, selection = choose_features(data, features, n_densest, n_random, seed)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        tmp.chmod(0o755)  # mkdtemp makes it private; an export is meant to be shared
+        tmp.chmod(umask_mode(directory=True))  # mkdtemp makes it private; exports are shared
         try:
             _write_export(data, tmp, ids, selection)
             _replace_dir(tmp, out)
@@ -116,6 +116,10 @@ def export_browser(
         data.close()
     log.info("static feature browser with %d features written to %s", len(ids), out)
     return ExportResult(out, ids, selection)
+
+
+#: overview link sort names → the static list's sort keys
+EXPORT_SORTS = {"density": "density", "max": "max_activation", "mean": "mean_activation"}
 
 
 def _write_export(data: AnalysisData, root: Path, ids: list[int], selection: str) -> None:
@@ -140,7 +144,7 @@ def _write_export(data: AnalysisData, root: Path, ids: list[int], selection: str
         "overview": "index.html",
         "features": "index.html#features",
         "search": None,
-        "list_url": lambda sort: "index.html#features",
+        "list_url": lambda sort: f"index.html?sort={EXPORT_SORTS.get(sort, 'density')}#features",
         "dead_url": None,
     }
     write_text(
@@ -181,7 +185,7 @@ def _write_export(data: AnalysisData, root: Path, ids: list[int], selection: str
 
     manifest: dict[str, Any] = {
         "command": "sae browse --export",
-        "source": str(data.files.root),
+        "source": data.files.root.name,
         "summaries": data.files.summaries.name,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "selection": selection,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from typing import Any
@@ -89,7 +90,21 @@ def histogram_svg_data(hist: dict | None, width: int = 560, height: int = 160) -
         "min": edges[0] if edges else None,
         "max": edges[-1] if edges else None,
         "total": sum(counts),
+        "top": top,
+        "log_bins": bool(edges) and len(edges) > 2 and edges[0] > 0 and _log_spaced(edges),
     }
+
+
+def _log_spaced(edges: list[float]) -> bool:
+    """Whether bin edges grow by a constant ratio (log-spaced) rather than by a constant step."""
+    pairs = list(itertools.pairwise(edges))
+    ratios = [b / a for a, b in pairs if a > 0]
+    steps = [b - a for a, b in pairs]
+    if not ratios:
+        return False
+    constant_ratio = max(ratios) - min(ratios) <= 1e-6 * max(ratios)
+    constant_step = max(steps) - min(steps) <= 1e-6 * max(abs(x) for x in steps)
+    return constant_ratio and not constant_step
 
 
 def flatten_metrics(data: Any, prefix: str = "", limit: int = 80) -> list[tuple[str, Any]]:

@@ -118,5 +118,11 @@
     };
     q.addEventListener("input", apply);
     sortSel.addEventListener("change", apply);
+    // the overview's "highest max / mean activation" links carry ?sort=<key>
+    var wanted = new URLSearchParams(window.location.search).get("sort");
+    if (wanted && Array.prototype.some.call(sortSel.options, function (o) { return o.value === wanted; })) {
+      sortSel.value = wanted;
+      apply();
+    }
   }
 })();

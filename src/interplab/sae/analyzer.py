@@ -37,6 +37,7 @@ from interplab.sae.cooccurrence import (
 from interplab.sae.cooccurrence import DENSE_LIMIT as CO_DENSE_LIMIT
 from interplab.sae.corpus import Batch, TokenWindows, iter_batches, load_windows
 from interplab.sae.formats import load_history, load_sae
+from interplab.sae.layout import DATABASE, DB_MANIFEST, AnalysisPaths, cooccurrence_key
 from interplab.sae.metrics import AblationStats, ablation_losses, clean_forward, sae_splice
 from interplab.sae.model import SAE
 from interplab.sae.quick import resolve_sae_hook, validate_run_args
@@ -214,7 +215,7 @@ class SAEAnalyzer:
             self.hp,
             self.sae,
             self.windows,
-            self.out / "activation_database",
+            self.out / DATABASE,
             self.fingerprint(),
             batch_size=self.cfg.batch_size,
             top_k=self.cfg.top_k,
@@ -233,7 +234,7 @@ class SAEAnalyzer:
     @property
     def database(self) -> ActivationDatabase:
         """DuckDB queries over the activation database."""
-        return ActivationDatabase(self.out / "activation_database")
+        return ActivationDatabase(self.out / DATABASE)
 
     def compute_feature_similarity(
         self, metric: str | None = None
@@ -472,11 +473,12 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
     from interplab.sae.report import build_summary, write_readme
 
     cfg = an.cfg
+    paths = AnalysisPaths(ts)
     files: dict[str, str] = {}
     with od.timed("collect"):
         col = an.collection if an.collection is not None else an.collect_all_activations()
-    files["activation_database"] = "activation_database/"
-    od.record(od.path / "activation_database" / "manifest.json")
+    files["activation_database"] = f"{DATABASE}/"
+    od.record(od.path / DATABASE / DB_MANIFEST)
     st = col.feature_stats
     d = an.sae.d_sae
     k_nb = cfg.n_neighbours
@@ -484,40 +486,37 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
     with od.timed("similarity"):
         if d <= cfg.similarity_dense_limit:
             sim = similarity_matrix(an.sae.W_dec, cfg.similarity)
-            files["similarity"] = f"matrices/feature_similarity_{ts}.npy"
+            files["similarity"] = paths.similarity()
             save_npy(od.file(files["similarity"]), sim)
             similar = topk_neighbours(sim, k_nb, largest=cfg.similarity != "euclidean")
             del sim
         else:
             similar = similarity_topk(an.sae.W_dec, k_nb, cfg.similarity)
-        files["similarity_topk_indices"] = f"matrices/feature_similarity_{ts}_topk_indices.npy"
-        files["similarity_topk_values"] = f"matrices/feature_similarity_{ts}_topk_values.npy"
+        files["similarity_topk_indices"] = paths.neighbours("similarity", "indices")
+        files["similarity_topk_values"] = paths.neighbours("similarity", "values")
         save_npy(od.file(files["similarity_topk_indices"]), similar[0])
         save_npy(od.file(files["similarity_topk_values"]), similar[1])
 
     with od.timed("cooccurrence"):
         counts = col.cooccurrence.counts()
         dense = not sp.issparse(counts)
+        files["cooccurrence_counts"] = paths.cooccurrence_counts(sparse=not dense)
         if dense:
-            files["cooccurrence_counts"] = f"matrices/feature_cooccurrence_counts_{ts}.npy"
             save_npy(od.file(files["cooccurrence_counts"]), counts)
         else:
-            files["cooccurrence_counts"] = f"matrices/feature_cooccurrence_counts_{ts}.npz"
             _save_sparse(od.file(files["cooccurrence_counts"]), counts)
         coactive = None
         for metric in cfg.cooccurrence:
             m = an.compute_feature_cooccurrence(metric)
-            key = "cooccurrence" if metric == "phi" else f"cooccurrence_{metric}"
-            name = "feature_cooccurrence" if metric == "phi" else f"feature_cooccurrence_{metric}"
+            key = cooccurrence_key(metric)
+            files[key] = paths.cooccurrence(metric, sparse=not dense)
             if dense:
-                files[key] = f"matrices/{name}_{ts}.npy"
                 save_npy(od.file(files[key]), m)
             else:
-                files[key] = f"matrices/{name}_{ts}.npz"
                 _save_sparse(od.file(files[key]), m)
             nb = topk_neighbours(m, k_nb)
-            files[f"{key}_topk_indices"] = f"matrices/{name}_{ts}_topk_indices.npy"
-            files[f"{key}_topk_values"] = f"matrices/{name}_{ts}_topk_values.npy"
+            files[f"{key}_topk_indices"] = paths.neighbours(f"cooccurrence_{metric}", "indices")
+            files[f"{key}_topk_values"] = paths.neighbours(f"cooccurrence_{metric}", "values")
             save_npy(od.file(files[f"{key}_topk_indices"]), nb[0])
             save_npy(od.file(files[f"{key}_topk_values"]), nb[1])
             if coactive is None:
@@ -563,7 +562,7 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
             "seconds_forward": round(col.seconds_forward, 3),
         },
     }
-    files["analysis_results"] = f"results/analysis_results_{ts}.json"
+    files["analysis_results"] = paths.results
     write_json(od.file(files["analysis_results"]), results)
 
     with od.timed("summaries"):
@@ -587,7 +586,7 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
             ablation=abl_by_feature,
             context_radius=cfg.context_radius,
         )
-        files["feature_summaries"] = f"results/feature_summaries_{ts}.jsonl"
+        files["feature_summaries"] = paths.feature_summaries
         write_jsonl(
             od.file(files["feature_summaries"]),
             track(iter_feature_records(inputs), "feature summaries", total=d),
@@ -603,8 +602,8 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
         files.update(plot_files)
 
     summary = build_summary(an, results, files, ts)
-    files["summary"] = f"SUMMARY_{ts}.json"
-    files["readme"] = f"README_{ts}.md"
+    files["summary"] = paths.summary
+    files["readme"] = paths.readme
     summary["files"] = dict(files)
     write_json(od.file(files["summary"]), summary)
     write_readme(od.file(files["readme"]), summary, results, an, inputs)

@@ -29,10 +29,10 @@ from interplab.sae.hooks import (
     run_forward,
     unwrap_model,
 )
+from interplab.sae.layout import DENSE_THRESHOLD
 from interplab.sae.model import SAE
 
 RARE_THRESHOLDS = (1e-5, 1e-6)
-DENSE_THRESHOLD = 0.1
 NO_LM_HEAD_SUBSTITUTE = (
     "model has no LM head: 'loss' is the mean squared error of the final hidden states against the "
     "clean run (per element, so baseline_loss = 0) and 'KL' is 1 − cosine similarity of the final "

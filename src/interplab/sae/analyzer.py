@@ -36,13 +36,14 @@ from interplab.sae.cooccurrence import (
     topk_neighbours,
 )
 from interplab.sae.cooccurrence import DENSE_LIMIT as CO_DENSE_LIMIT
+from interplab.sae.cooccurrence import row_topk as cooccurrence_row_topk
 from interplab.sae.corpus import TokenWindows, load_windows
 from interplab.sae.formats import load_history, load_sae
 from interplab.sae.layout import DATABASE, DB_MANIFEST, AnalysisPaths, cooccurrence_key
 from interplab.sae.model import SAE
 from interplab.sae.quick import resolve_sae_hook, validate_run_args
 from interplab.sae.similarity import DENSE_LIMIT as SIM_DENSE_LIMIT
-from interplab.sae.similarity import SIMILARITY_METRICS, similarity_matrix, similarity_topk
+from interplab.sae.similarity import SIMILARITY_METRICS, row_topk, similarity_matrix, similarity_topk
 from interplab.sae.summaries import (
     SummaryInputs,
     iter_feature_records,
@@ -250,7 +251,7 @@ class SAEAnalyzer:
         metric = metric or self.cfg.similarity
         require(0 <= int(feature) < self.sae.d_sae, f"feature {feature} out of range 0..{self.sae.d_sae - 1}")
         W = self.sae.W_dec.detach()
-        idx, val = _row_topk(W, int(feature), top_k, metric)
+        idx, val = row_topk(W, int(feature), top_k, metric)
         return [{"feature": int(i), "value": float(v)} for i, v in zip(idx, val, strict=True)]
 
     def compute_feature_cooccurrence(self, metric: str = "phi") -> np.ndarray | sp.csr_array:
@@ -271,7 +272,7 @@ class SAEAnalyzer:
         """The ``top_k`` features most co-active with ``feature`` by ``metric``."""
         require(0 <= int(feature) < self.sae.d_sae, f"feature {feature} out of range 0..{self.sae.d_sae - 1}")
         m = self.compute_feature_cooccurrence(metric)
-        idx, val = _cooc_row_topk(m, int(feature), top_k)
+        idx, val = cooccurrence_row_topk(m, int(feature), top_k)
         return [{"feature": int(i), "value": float(v)} for i, v in zip(idx, val, strict=True) if i >= 0]
 
     def compute_sparsity_metrics(self) -> dict[str, Any]:
@@ -317,31 +318,6 @@ class SAEAnalyzer:
         args = arguments or dataclasses.asdict(self.cfg)
         with output_dir(self.out, "sae analyze", args) as od:
             return _write_everything(self, od, ts)
-
-
-def _row_topk(W: torch.Tensor, feature: int, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    from interplab.sae.similarity import _block, _prepared
-
-    Wp = _prepared(W, metric)
-    sq = (Wp * Wp).sum(dim=1) if metric == "euclidean" else None
-    row = _block(Wp, slice(feature, feature + 1), metric, sq)[0]
-    largest = metric != "euclidean"
-    row[feature] = -torch.inf if largest else torch.inf
-    k = min(k, row.numel() - 1)
-    v, i = torch.topk(row, k, largest=largest)
-    return i.numpy(), v.numpy()
-
-
-def _cooc_row_topk(m: np.ndarray | sp.csr_array, feature: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    if sp.issparse(m):
-        row = sp.csr_array(m[[feature], :])
-        cols, vals = row.indices, row.data
-    else:
-        cols, vals = np.arange(m.shape[1]), np.asarray(m[feature])
-    keep = (cols != feature) & np.isfinite(vals)
-    cols, vals = cols[keep], vals[keep]
-    order = np.lexsort((cols, -vals))[:k]
-    return cols[order], vals[order]
 
 
 def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult:

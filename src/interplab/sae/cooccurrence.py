@@ -278,3 +278,16 @@ def topk_neighbours(
         idx_out[s : s + chunk] = part
         val_out[s : s + chunk] = (pv * sign).astype(np.float32)
     return idx_out, val_out
+
+
+def row_topk(m: np.ndarray | sp.csr_array, feature: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest finite entries of row ``feature`` (itself excluded), ties by index."""
+    if sp.issparse(m):
+        row = sp.csr_array(m[[feature], :])
+        cols, vals = row.indices, row.data
+    else:
+        cols, vals = np.arange(m.shape[1]), np.asarray(m[feature])
+    keep = (cols != feature) & np.isfinite(vals)
+    cols, vals = cols[keep], vals[keep]
+    order = np.lexsort((cols, -vals))[:k]
+    return cols[order], vals[order]

@@ -71,3 +71,15 @@ def similarity_topk(
         idx[s : s + chunk] = i.numpy()
         val[s : s + chunk] = v.numpy()
     return idx, val
+
+
+def row_topk(W: torch.Tensor, feature: int, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` features nearest to ``feature`` by ``metric`` (itself excluded), best first."""
+    Wp = _prepared(W, metric)
+    sq = (Wp * Wp).sum(dim=1) if metric == "euclidean" else None
+    row = _block(Wp, slice(feature, feature + 1), metric, sq)[0]
+    largest = metric != "euclidean"
+    row[feature] = -torch.inf if largest else torch.inf
+    k = min(k, row.numel() - 1)
+    v, i = torch.topk(row, k, largest=largest)
+    return i.numpy(), v.numpy()

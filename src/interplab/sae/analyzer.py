@@ -37,11 +37,11 @@ from interplab.sae.cooccurrence import (
 )
 from interplab.sae.cooccurrence import DENSE_LIMIT as CO_DENSE_LIMIT
 from interplab.sae.cooccurrence import row_topk as cooccurrence_row_topk
-from interplab.sae.corpus import TokenWindows, load_windows
+from interplab.sae.corpus import TokenWindows, load_windows, validate_run_args
 from interplab.sae.formats import load_history, load_sae
+from interplab.sae.hooks import resolve_sae_hook
 from interplab.sae.layout import DATABASE, DB_MANIFEST, AnalysisPaths, cooccurrence_key
 from interplab.sae.model import SAE
-from interplab.sae.quick import resolve_sae_hook, validate_run_args
 from interplab.sae.similarity import DENSE_LIMIT as SIM_DENSE_LIMIT
 from interplab.sae.similarity import SIMILARITY_METRICS, row_topk, similarity_matrix, similarity_topk
 from interplab.sae.summaries import (

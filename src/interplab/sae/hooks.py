@@ -23,15 +23,21 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import logging
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from interplab.common.errors import InterplabError
 from interplab.common.models import LoadedModel, find_blocks
+
+if TYPE_CHECKING:
+    from interplab.sae.model import SAE
+
+log = logging.getLogger(__name__)
 
 HOOK_KINDS = ("hook_resid_pre", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
 
@@ -252,3 +258,21 @@ def check_sae_width(model: Any, hp: HookPoint, d_in: int) -> int:
             f"SAE d_in={d_in} does not match the width {width} of the model's activation at {hp.name}"
         )
     return width
+
+
+def resolve_sae_hook(loaded: LoadedModel, sae: SAE, hook: str | None, layer: int | None) -> HookPoint:
+    """The hook point from the flags, falling back to the SAE's own ``hook_name`` / ``hook_layer``;
+    checks that the SAE's d_in equals the hooked width."""
+    if hook is None:
+        hook = sae.cfg.hook_name
+        if hook is None:
+            raise InterplabError("no --hook given and the SAE config names no hook_name")
+        if layer is not None and hook.startswith("blocks."):
+            hook = hook.split(".", 2)[2]
+    if layer is None and not str(hook).startswith("blocks."):
+        layer = sae.cfg.hook_layer
+    hp = resolve_hook(loaded, hook, layer)
+    if sae.cfg.hook_name and sae.cfg.hook_name.startswith("blocks.") and sae.cfg.hook_name != hp.name:
+        log.warning("SAE was trained on %s but is applied at %s", sae.cfg.hook_name, hp.name)
+    check_sae_width(loaded, hp, sae.d_in)
+    return hp

@@ -51,12 +51,12 @@ def _feature_removed_fn(sae: SAE, feats: list[int], b: int):
     def fn(act: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             a = act.to(device=sae.device, dtype=sae.dtype)
-            _, state = sae._norm_in(a)
+            _, state = sae.normalise_input(a)
             f = sae.encode(a)
             g = len(feats)
             fv = f.view(g, b, *f.shape[1:])
             fv[torch.arange(g), ..., idx] = 0.0
-            x_hat = sae._norm_out(sae.decode(fv.view_as(f)), state, sae.cfg.normalize_activations)
+            x_hat = sae.restore_scale(sae.decode(fv.view_as(f)), state)
             return x_hat.to(device=act.device, dtype=act.dtype)
 
     return fn

@@ -20,14 +20,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from interplab.common.atomic import save_npy, write_json, write_jsonl
+from interplab.common.atomic import atomic_path, save_npy, write_json, write_jsonl
 from interplab.common.errors import one_of, require
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.progress import track
 from interplab.sae import plots
 from interplab.sae.ablation import ABLATION_FEATURES, ABLATION_TOKENS, ablation_on_subset
-from interplab.sae.activation_db import ActivationDatabase, ActivationDBWriter
+from interplab.sae.activation_db import ActivationDatabase, ActivationDBWriter, Shard, read_manifest
 from interplab.sae.collect import CollectionResult, collect
 from interplab.sae.cooccurrence import (
     COOCCURRENCE_METRICS,
@@ -42,8 +42,10 @@ from interplab.sae.formats import load_history, load_sae
 from interplab.sae.hooks import resolve_sae_hook
 from interplab.sae.layout import DATABASE, DB_MANIFEST, AnalysisPaths, cooccurrence_key
 from interplab.sae.model import SAE
+from interplab.sae.report import build_summary, write_readme
 from interplab.sae.similarity import DENSE_LIMIT as SIM_DENSE_LIMIT
 from interplab.sae.similarity import SIMILARITY_METRICS, row_topk, similarity_matrix, similarity_topk
+from interplab.sae.stats import HIST_EDGES
 from interplab.sae.summaries import (
     SummaryInputs,
     iter_feature_records,
@@ -53,8 +55,6 @@ from interplab.sae.summaries import (
 )
 
 log = logging.getLogger(__name__)
-
-HEATMAP_FEATURES = 32
 
 
 @dataclasses.dataclass
@@ -321,83 +321,127 @@ class SAEAnalyzer:
 
 
 def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult:
-    from interplab.sae.report import build_summary, write_readme
-
-    cfg = an.cfg
+    """The analysis folder, one named step after the other (paths from :mod:`interplab.sae.layout`)."""
     paths = AnalysisPaths(ts)
     files: dict[str, str] = {}
     with od.timed("collect"):
         col = an.collection if an.collection is not None else an.collect_all_activations()
     files["activation_database"] = f"{DATABASE}/"
     od.record(od.path / DATABASE / DB_MANIFEST)
-    st = col.feature_stats
-    d = an.sae.d_sae
-    k_nb = cfg.n_neighbours
-
     with od.timed("similarity"):
-        if d <= cfg.similarity_dense_limit:
-            sim = similarity_matrix(an.sae.W_dec, cfg.similarity)
-            files["similarity"] = paths.similarity()
-            save_npy(od.file(files["similarity"]), sim)
-            similar = topk_neighbours(sim, k_nb, largest=cfg.similarity != "euclidean")
-            del sim
-        else:
-            similar = similarity_topk(an.sae.W_dec, k_nb, cfg.similarity)
-        files["similarity_topk_indices"] = paths.neighbours("similarity", "indices")
-        files["similarity_topk_values"] = paths.neighbours("similarity", "values")
-        save_npy(od.file(files["similarity_topk_indices"]), similar[0])
-        save_npy(od.file(files["similarity_topk_values"]), similar[1])
-
+        similar = _similarity_step(od, paths, an.sae.W_dec, an.cfg, files)
     with od.timed("cooccurrence"):
         counts = col.cooccurrence.counts()
-        dense = not sp.issparse(counts)
-        files["cooccurrence_counts"] = paths.cooccurrence_counts(sparse=not dense)
-        if dense:
-            save_npy(od.file(files["cooccurrence_counts"]), counts)
-        else:
-            _save_sparse(od.file(files["cooccurrence_counts"]), counts)
-        coactive = None
-        for metric in cfg.cooccurrence:
-            m = an.compute_feature_cooccurrence(metric)
-            key = cooccurrence_key(metric)
-            files[key] = paths.cooccurrence(metric, sparse=not dense)
-            if dense:
-                save_npy(od.file(files[key]), m)
-            else:
-                _save_sparse(od.file(files[key]), m)
-            nb = topk_neighbours(m, k_nb)
-            files[f"{key}_topk_indices"] = paths.neighbours(f"cooccurrence_{metric}", "indices")
-            files[f"{key}_topk_values"] = paths.neighbours(f"cooccurrence_{metric}", "values")
-            save_npy(od.file(files[f"{key}_topk_indices"]), nb[0])
-            save_npy(od.file(files[f"{key}_topk_values"]), nb[1])
-            if coactive is None:
-                coactive = nb
-        assert coactive is not None
-
+        metrics = {m: an.compute_feature_cooccurrence(m) for m in an.cfg.cooccurrence}
+        coactive = _cooccurrence_step(od, paths, counts, metrics, an.cfg.n_neighbours, files)
     with od.timed("ablation"):
         abl = an._ablation if an._ablation is not None else an.ablation_study()
+    results = _results(an, col, abl, dense=not sp.issparse(counts))
+    files["analysis_results"] = paths.results
+    write_json(od.file(files["analysis_results"]), results)
+    with od.timed("summaries"):
+        inputs = _summaries_step(od, paths, an, col, similar, coactive, counts, abl, results, files)
+    with od.timed("plots"):
+        history = load_history(an.cfg.sae_path)
+        files.update(
+            plots.analysis_plots(
+                od,
+                col.feature_stats,
+                an.sae.W_dec,
+                an.cfg.similarity,
+                counts,
+                col.cooccurrence.n_tokens,
+                history,
+            )
+        )
+    summary = build_summary(results, col.feature_stats, ts)
+    files["summary"] = paths.summary
+    files["readme"] = paths.readme
+    summary["files"] = dict(files)
+    write_json(od.file(files["summary"]), summary)
+    write_readme(od.file(files["readme"]), summary, results, inputs)
+    # results file again with the logit-effects note (atomic overwrite)
+    write_json(od.file(files["analysis_results"]), results)
+    return AnalysisResult(out=od.path, timestamp=ts, files=files, summary=summary, results=results)
 
-    sections = col.sections
-    results: dict[str, Any] = {
+
+def _similarity_step(
+    od: OutputDir, paths: AnalysisPaths, W_dec: torch.Tensor, cfg: AnalysisConfig, files: dict[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decoder similarity: the dense matrix (up to the dense limit) and the top-k neighbour arrays."""
+    k_nb = cfg.n_neighbours
+    if W_dec.shape[0] <= cfg.similarity_dense_limit:
+        sim = similarity_matrix(W_dec, cfg.similarity)
+        files["similarity"] = paths.similarity()
+        save_npy(od.file(files["similarity"]), sim)
+        similar = topk_neighbours(sim, k_nb, largest=cfg.similarity != "euclidean")
+        del sim
+    else:
+        similar = similarity_topk(W_dec, k_nb, cfg.similarity)
+    files["similarity_topk_indices"] = paths.neighbours("similarity", "indices")
+    files["similarity_topk_values"] = paths.neighbours("similarity", "values")
+    save_npy(od.file(files["similarity_topk_indices"]), similar[0])
+    save_npy(od.file(files["similarity_topk_values"]), similar[1])
+    return similar
+
+
+def _save_matrix(od: OutputDir, rel: str, m: np.ndarray | sp.csr_array) -> None:
+    if sp.issparse(m):
+        with atomic_path(od.file(rel)) as tmp, tmp.open("wb") as fh:
+            sp.save_npz(fh, sp.csr_matrix(m), compressed=True)
+    else:
+        save_npy(od.file(rel), m)
+
+
+def _cooccurrence_step(
+    od: OutputDir,
+    paths: AnalysisPaths,
+    counts: np.ndarray | sp.csr_array,
+    metrics: dict[str, np.ndarray | sp.csr_array],
+    k_nb: int,
+    files: dict[str, str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The co-firing counts, each metric matrix and its top-k neighbours; returns phi's neighbours."""
+    sparse = sp.issparse(counts)
+    files["cooccurrence_counts"] = paths.cooccurrence_counts(sparse=sparse)
+    _save_matrix(od, files["cooccurrence_counts"], counts)
+    neighbours = {}
+    for metric, m in metrics.items():
+        key = cooccurrence_key(metric)
+        files[key] = paths.cooccurrence(metric, sparse=sparse)
+        _save_matrix(od, files[key], m)
+        nb = topk_neighbours(m, k_nb)
+        files[f"{key}_topk_indices"] = paths.neighbours(f"cooccurrence_{metric}", "indices")
+        files[f"{key}_topk_values"] = paths.neighbours(f"cooccurrence_{metric}", "values")
+        save_npy(od.file(files[f"{key}_topk_indices"]), nb[0])
+        save_npy(od.file(files[f"{key}_topk_values"]), nb[1])
+        neighbours[metric] = nb
+    return neighbours["phi"]
+
+
+def _results(an: SAEAnalyzer, col: CollectionResult, abl: dict[str, Any], dense: bool) -> dict[str, Any]:
+    """The content of ``results/analysis_results_<ts>.json``."""
+    cfg = an.cfg
+    return {
         "config": {**dataclasses.asdict(cfg), "hook": an.hp.name, "layer": an.hp.layer},
         "data": an.windows.summary() if an.windows else None,
         "sae": {
             "architecture": an.sae.cfg.architecture,
             "k": an.sae.cfg.k,
             "d_in": an.sae.d_in,
-            "d_sae": d,
+            "d_sae": an.sae.d_sae,
             "source_format": an.sae.cfg.source_format,
             "hook_name_in_config": an.sae.cfg.hook_name,
         },
         "model": {"name": cfg.model_name, "has_lm_head": an.loaded.is_causal},
-        **sections,
+        **col.sections,
         "ablation": abl["ablation"],
         "feature_ablation": abl["feature_ablation"],
-        "feature_stats": {**st.summary(), "histogram_bin_edges": st_edges()},
+        "feature_stats": {**col.feature_stats.summary(), "histogram_bin_edges": HIST_EDGES.tolist()},
         "similarity": {
             "metric": cfg.similarity,
-            "dense": d <= cfg.similarity_dense_limit,
-            "n_neighbours": k_nb,
+            "dense": an.sae.d_sae <= cfg.similarity_dense_limit,
+            "n_neighbours": cfg.n_neighbours,
         },
         "cooccurrence": {
             "metrics": list(cfg.cooccurrence),
@@ -413,126 +457,49 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
             "seconds_forward": round(col.seconds_forward, 3),
         },
     }
-    files["analysis_results"] = paths.results
-    write_json(od.file(files["analysis_results"]), results)
-
-    with od.timed("summaries"):
-        quant = quantile_pass(st, col.db_path, _shards(col))
-        W_U = unembedding(an.loaded.model)
-        logits = logit_effects(an.sae.W_dec, W_U if W_U is not None and W_U.shape[1] == an.sae.d_in else None)
-        abl_by_feature = {
-            e["feature"]: e for e in ((abl.get("feature_ablation") or {}).get("features") or [])
-        }
-        inputs = SummaryInputs(
-            stats=st,
-            quantiles=quant,
-            db_path=col.db_path,
-            shards=_shards(col),
-            n_tokens=col.n_tokens,
-            tokenizer=an.loaded.tokenizer,
-            similar=similar,
-            coactivating=coactive,
-            cooccurrence_counts=counts,
-            logits=logits,
-            ablation=abl_by_feature,
-            context_radius=cfg.context_radius,
-        )
-        files["feature_summaries"] = paths.feature_summaries
-        write_jsonl(
-            od.file(files["feature_summaries"]),
-            track(iter_feature_records(inputs), "feature summaries", total=d),
-        )
-        results["logit_effects"] = (
-            "W_dec · W_Uᵀ with the model's output embeddings (no final norm)"
-            if logits is not None
-            else "null: the model has no unembedding (output embeddings) of the SAE's width"
-        )
-
-    with od.timed("plots"):
-        plot_files = _plots(an, od, ts, st, col, counts)
-        files.update(plot_files)
-
-    summary = build_summary(an, results, files, ts)
-    files["summary"] = paths.summary
-    files["readme"] = paths.readme
-    summary["files"] = dict(files)
-    write_json(od.file(files["summary"]), summary)
-    write_readme(od.file(files["readme"]), summary, results, an, inputs)
-    # results file again with the logit-effects note (atomic overwrite)
-    write_json(od.file(files["analysis_results"]), results)
-    return AnalysisResult(out=od.path, timestamp=ts, files=files, summary=summary, results=results)
 
 
-def st_edges() -> list[float]:
-    from interplab.sae.stats import HIST_EDGES
-
-    return HIST_EDGES.tolist()
-
-
-def _shards(col: CollectionResult):
-    from interplab.sae.activation_db import Shard, read_manifest
-
-    return [Shard(**s) for s in read_manifest(col.db_path)["shards"]]
-
-
-def _save_sparse(path: Path, m: sp.csr_array) -> None:
-    from interplab.common.atomic import atomic_path
-
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        sp.save_npz(fh, sp.csr_matrix(m), compressed=True)
-
-
-def _plots(
-    an: SAEAnalyzer, od: OutputDir, ts: str, st: Any, col: CollectionResult, counts: Any
-) -> dict[str, str]:
-    files: dict[str, str] = {}
-    d = an.sae.d_sae
-    order = np.lexsort((np.arange(d), -st.count))
-    top = order[: min(HEATMAP_FEATURES, d)]
-    top = top[st.count[top] > 0]
-    files["plot_feature_density"] = "plots/feature_density.png"
-    plots.feature_density_histogram(st, od.file("plots/feature_density.png"))
-    od.record("plots/feature_density.pdf")
-    files["plot_l0"] = "plots/l0_histogram.png"
-    plots.l0_histogram(st.l0_hist, od.file("plots/l0_histogram.png"))
-    od.record("plots/l0_histogram.pdf")
-    files["plot_activation_distributions"] = "plots/activation_distributions.png"
-    plots.activation_distributions(st, top[:10], od.file("plots/activation_distributions.png"))
-    od.record("plots/activation_distributions.pdf")
-    if top.size >= 2:
-        from interplab.sae.similarity import similarity_matrix
-
-        sub_sim = similarity_matrix(an.sae.W_dec.detach()[torch.from_numpy(top)], an.cfg.similarity)
-        files["plot_similarity_heatmap"] = "plots/similarity_heatmap.png"
-        plots.heatmap(
-            sub_sim,
-            top,
-            f"Decoder {an.cfg.similarity} similarity (most frequent features)",
-            od.file("plots/similarity_heatmap.png"),
-            cmap="RdBu_r" if an.cfg.similarity != "euclidean" else "viridis",
-            symmetric=an.cfg.similarity != "euclidean",
-        )
-        od.record("plots/similarity_heatmap.pdf")
-        if sp.issparse(counts):
-            sub_counts = sp.csr_array(counts)[top][:, top].toarray()
-        else:
-            sub_counts = counts[np.ix_(top, top)]
-        full_n = np.asarray([int(c) for c in st.count[top]])
-        sub = sub_counts.copy()
-        np.fill_diagonal(sub, full_n)
-        phi = dense_metric(sub, col.cooccurrence.n_tokens, "phi")
-        files["plot_cooccurrence_heatmap"] = "plots/cooccurrence_heatmap.png"
-        plots.heatmap(
-            phi, top, "Co-occurrence (phi, most frequent features)", od.file("plots/cooccurrence_heatmap.png")
-        )
-        od.record("plots/cooccurrence_heatmap.pdf")
-    history = load_history(an.cfg.sae_path)
-    if history:
-        written = plots.training_history(history, od.file("plots/training_history.png"))
-        if written:
-            files["plot_training_history"] = "plots/training_history.png"
-            od.record("plots/training_history.pdf")
-    return files
+def _summaries_step(
+    od: OutputDir,
+    paths: AnalysisPaths,
+    an: SAEAnalyzer,
+    col: CollectionResult,
+    similar: tuple[np.ndarray, np.ndarray],
+    coactive: tuple[np.ndarray, np.ndarray],
+    counts: np.ndarray | sp.csr_array,
+    abl: dict[str, Any],
+    results: dict[str, Any],
+    files: dict[str, str],
+) -> SummaryInputs:
+    """``results/feature_summaries_<ts>.jsonl``, one line per feature (second pass for quantiles)."""
+    shards = [Shard(**s) for s in read_manifest(col.db_path)["shards"]]
+    W_U = unembedding(an.loaded.model)
+    logits = logit_effects(an.sae.W_dec, W_U if W_U is not None and W_U.shape[1] == an.sae.d_in else None)
+    inputs = SummaryInputs(
+        stats=col.feature_stats,
+        quantiles=quantile_pass(col.feature_stats, col.db_path, shards),
+        db_path=col.db_path,
+        shards=shards,
+        n_tokens=col.n_tokens,
+        tokenizer=an.loaded.tokenizer,
+        similar=similar,
+        coactivating=coactive,
+        cooccurrence_counts=counts,
+        logits=logits,
+        ablation={e["feature"]: e for e in ((abl.get("feature_ablation") or {}).get("features") or [])},
+        context_radius=an.cfg.context_radius,
+    )
+    files["feature_summaries"] = paths.feature_summaries
+    write_jsonl(
+        od.file(files["feature_summaries"]),
+        track(iter_feature_records(inputs), "feature summaries", total=an.sae.d_sae),
+    )
+    results["logit_effects"] = (
+        "W_dec · W_Uᵀ with the model's output embeddings (no final norm)"
+        if logits is not None
+        else "null: the model has no unembedding (output embeddings) of the SAE's width"
+    )
+    return inputs
 
 
 def run_comprehensive_analysis(

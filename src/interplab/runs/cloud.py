@@ -28,6 +28,7 @@ from interplab.common.errors import InterplabError
 from interplab.runs.cache import HistoryCache, cloud_key
 from interplab.runs.records import HistoryColumns, build_history_frame
 from interplab.runs.run import Run
+from interplab.runs.tables import pick_step, table_json_to_frame, table_steps
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ class CloudHandle:
 
     api: Any
     run: Any
+
+    def table(self, run: Run, key: str, step: int | None) -> pd.DataFrame:
+        """Table ``key`` at ``step`` of ``run`` (what :func:`interplab.runs.tables.get_table` asks
+        a run's handle for)."""
+        return cloud_table(run, key, step)
 
 
 def parse_cloud_source(source: str) -> tuple[str, str]:
@@ -210,8 +216,6 @@ def table_versions(steps: pd.DataFrame, digests: list[Any]) -> list[int]:
 
 def cloud_table(run: Run, key: str, step: int | None) -> pd.DataFrame:
     """Table ``key`` at ``step`` from the run's artifact ``run-<id>-<key>:v<N>``."""
-    from interplab.runs.tables import pick_step, table_json_to_frame, table_steps
-
     handle: CloudHandle = run.handle
     steps = table_steps(run, key)
     i = pick_step(steps, run, key, step)

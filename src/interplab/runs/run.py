@@ -39,7 +39,8 @@ class Run:
     log_file: Path | None = None
     #: offline: the folder holding ``files/`` (tables); cloud: None
     files_dir: Path | None = None
-    #: cloud: the ``wandb.apis.public.Run``; offline: None
+    #: cloud: a ``CloudHandle`` (API + ``wandb.apis.public.Run``; its ``.table(run, key, step)``
+    #: fetches a logged table); offline: None
     handle: Any = field(default=None, repr=False, compare=False)
     _history: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     _loader: Callable[[Run], pd.DataFrame] | None = field(default=None, repr=False, compare=False)

@@ -81,10 +81,8 @@ def read_table_file(path: Path) -> pd.DataFrame:
 
 def get_table(run: Run, key: str = "val_attention_weights", step: int | None = None) -> pd.DataFrame:
     """The table ``key`` logged at ``step`` (None → the last logged) as a DataFrame."""
-    if run.handle is not None:
-        from interplab.runs.cloud import cloud_table
-
-        return cloud_table(run, key, step)
+    if run.handle is not None:  # a server run: its handle fetches the table
+        return run.handle.table(run, key, step)
     steps = table_steps(run, key)
     i = pick_step(steps, run, key, step)
     if run.files_dir is None:

@@ -68,7 +68,8 @@ def diff_command(
     out: Path | None = typer.Option(None, "--out", help="Also write the table (.csv or .parquet)."),
 ) -> None:
     """Config keys whose values differ between the runs (one row per run)."""
-    from interplab.runs.commands import runs_diff, write_frame
+    from interplab.runs.commands import runs_diff
+    from interplab.runs.frames import write_frame
 
     df = runs_diff(source, tag, filter)
     if out is not None:

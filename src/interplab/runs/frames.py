@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,8 @@ import pandas as pd
 from interplab.common.errors import InterplabError
 from interplab.runs.records import flatten, logged_mask
 from interplab.runs.run import Run
+
+EXPORT_SUFFIXES = (".parquet", ".csv")
 
 RUN_ID = "_run_id"
 RUN_NAME = "_run_name"
@@ -264,3 +268,53 @@ def aggregate(
     if np.all(np.mod(out["step"].to_numpy(), 1) == 0):
         out["step"] = out["step"].astype(np.int64)
     return out
+
+
+def last_step(run: Run) -> int | None:
+    """The last logged step (from the summary's ``_step``)."""
+    step = run.summary.get("_step")
+    return int(step) if isinstance(step, int | float) else None
+
+
+def run_identity(run: Run, tag_sep: str = ", ") -> dict[str, Any]:
+    """The columns that name a run in tables: id, name, state, tags (joined) and last step."""
+    return {
+        "id": run.id,
+        "name": run.name,
+        "state": run.state,
+        "tags": tag_sep.join(run.tags),
+        "steps": last_step(run),
+    }
+
+
+def runs_frame(runs: Sequence[Run], metrics: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per run: id, name, state, tags, last step and the chosen summary metrics."""
+    rows = []
+    for run in runs:
+        row = run_identity(run)
+        for m in metrics:
+            value = run.summary.get(m)
+            row[m] = value if isinstance(value, int | float | str | bool) or value is None else str(value)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["id", "name", "state", "tags", "steps", *metrics])
+
+
+def check_suffix(out: Path, allowed: Sequence[str], what: str) -> None:
+    """One-line error unless ``out`` ends in one of ``allowed``."""
+    if out.suffix.lower() not in allowed:
+        raise InterplabError(f"{what} {out} must end in {' or '.join(allowed)}")
+
+
+def write_frame(df: pd.DataFrame, out: str | os.PathLike[str]) -> Path:
+    """Write ``df`` atomically as Parquet or CSV (by suffix)."""
+    from interplab.common.atomic import write_parquet, write_text
+
+    path = Path(out)
+    check_suffix(path, EXPORT_SUFFIXES, "--out")
+    if path.suffix.lower() == ".csv":
+        return write_text(path, df.to_csv(index=False))
+    frame = df.copy()
+    for col in frame.columns:  # Parquet needs one type per column: mixed config values become JSON text
+        if frame[col].dtype == object and frame[col].map(type).nunique() > 1:
+            frame[col] = frame[col].map(lambda v: v if isinstance(v, str) or v is None else json.dumps(v))
+    return write_parquet(path, frame)

@@ -93,8 +93,7 @@ def choose_metrics(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
 
 def summary_frame(runs: Sequence[Run]) -> pd.DataFrame:
     """runs.csv: id, name, state, tags, steps, ``cfg.*`` (flattened) and scalar summary values."""
-    from interplab.runs.commands import run_identity
-    from interplab.runs.frames import flat_config
+    from interplab.runs.frames import flat_config, run_identity
 
     rows = []
     for run in runs:
@@ -167,11 +166,11 @@ def runs_report(
     """Write every figure for the runs of ``source`` and an index page into ``out``."""
     from interplab.common.atomic import write_json, write_text
     from interplab.common.output import output_dir
-    from interplab.runs.commands import load_runs, run_tables, write_frame
-    from interplab.runs.frames import get_runs_data
+    from interplab.runs.api import load_runs
+    from interplab.runs.frames import get_runs_data, write_frame
     from interplab.runs.heads import combined_heads_figure, separated_heads_figure
     from interplab.runs.phases import auto_phases, phase_boundaries
-    from interplab.runs.tables import table_keys, table_steps
+    from interplab.runs.tables import run_tables, table_keys, table_steps
 
     runs = load_runs(source, tags, filter_json)
     kl, others = choose_metrics(runs)

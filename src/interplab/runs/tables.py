@@ -10,6 +10,7 @@ follow the logging order (see :mod:`interplab.runs.cloud`).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +89,17 @@ def get_table(run: Run, key: str = "val_attention_weights", step: int | None = N
     if run.files_dir is None:
         raise InterplabError(f"run {run.label} has no files folder to read table {key!r} from")
     return read_table_file(run.files_dir / str(steps["path"].iloc[i]))
+
+
+def run_tables(
+    run: Run, steps: Sequence[int] | None, key: str = "val_attention_weights"
+) -> dict[int, pd.DataFrame]:
+    """The tables ``key`` of ``run`` at ``steps`` (None: the last logged) as {step: DataFrame}."""
+    from interplab.runs.tables import get_table, table_steps
+
+    if not steps:
+        logged = table_steps(run, key)["step"].tolist()
+        if not logged:
+            raise InterplabError(f"no table {key!r} logged in run {run.label}")
+        steps = [int(logged[-1])]
+    return {int(s): get_table(run, key, int(s)) for s in steps}

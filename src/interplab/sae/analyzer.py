@@ -27,7 +27,7 @@ from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.progress import track
 from interplab.sae import plots
 from interplab.sae.ablation import ABLATION_FEATURES, ABLATION_TOKENS, ablation_on_subset
-from interplab.sae.activation_db import ActivationDatabase, ActivationDBWriter, Shard, read_manifest
+from interplab.sae.activation_db import ActivationDatabase, Shard, read_manifest
 from interplab.sae.collect import CollectionResult, collect
 from interplab.sae.cooccurrence import (
     COOCCURRENCE_METRICS,
@@ -163,7 +163,6 @@ class SAEAnalyzer:
         self._cooc: dict[str, Any] = {}
         self._similarity: np.ndarray | None = None
         self._ablation: dict[str, Any] | None = None
-        self.writer_factory: Any = ActivationDBWriter  # replaceable, e.g. to inject write errors in tests
 
     # -- data -------------------------------------------------------------------------------------
     def load_data(self, data_path: str | None = None) -> TokenWindows:
@@ -220,7 +219,7 @@ class SAEAnalyzer:
             shard_tokens=self.cfg.shard_tokens,
             cooccurrence_dense_limit=self.cfg.cooccurrence_dense_limit,
             overwrite=self.cfg.overwrite,
-            **{"writer_factory": self.writer_factory, **kwargs},
+            **kwargs,
         )
         return self.collection
 

@@ -17,8 +17,10 @@ format                 files                                        weights
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,6 @@ SPARSIFY_WEIGHTS = "sae.safetensors"
 EXPORT_WEIGHTS = "weights.pt"
 EXPORT_CFG = "config.json"
 HISTORY = "history.json"
-
-EXPECTED_FILE_SETS = (
-    f"{SAELENS_CFG} + {SAELENS_WEIGHTS} (SAELens)",
-    f"{SAELENS_CFG} + {SPARSIFY_WEIGHTS} (sparsify hook-point folder)",
-    f"{EXPORT_WEIGHTS} + {EXPORT_CFG} [+ {HISTORY}] (export folder)",
-)
 
 DTYPES = {
     "float32": torch.float32,
@@ -395,19 +391,63 @@ def _load_export(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
     return _finish(cfg, w, folder, dtype, device, raw.get("norm_scaling_factor"))
 
 
+@dataclasses.dataclass(frozen=True)
+class FormatEntry:
+    """One SAE folder format: ``detect(folder)`` says whether the folder holds it, ``load(folder,
+    dtype, device)`` reads it, ``files`` names the expected files for error messages."""
+
+    detect: Callable[[Path], bool]
+    load: Callable[[Path, torch.dtype, Any], SAE]
+    files: str
+
+
+def _has(*names: str) -> Callable[[Path], bool]:
+    def detect(folder: Path) -> bool:
+        return all((folder / n).is_file() for n in names)
+
+    return detect
+
+
+# checked in order; a new format is one more entry (detector and loader may live in their own module)
+FORMATS: dict[str, FormatEntry] = {
+    "saelens": FormatEntry(
+        _has(SAELENS_CFG, SAELENS_WEIGHTS), _load_saelens, f"{SAELENS_CFG} + {SAELENS_WEIGHTS} (SAELens)"
+    ),
+    "sparsify": FormatEntry(
+        _has(SAELENS_CFG, SPARSIFY_WEIGHTS),
+        _load_sparsify,
+        f"{SAELENS_CFG} + {SPARSIFY_WEIGHTS} (sparsify hook-point folder)",
+    ),
+    "export": FormatEntry(
+        _has(EXPORT_WEIGHTS, EXPORT_CFG),
+        _load_export,
+        f"{EXPORT_WEIGHTS} + {EXPORT_CFG} [+ {HISTORY}] (export folder)",
+    ),
+}
+
+
+def expected_file_sets() -> tuple[str, ...]:
+    """The file set of every registered format (for error messages)."""
+    return tuple(e.files for e in FORMATS.values())
+
+
 def detect_format(folder: Path) -> str:
-    """Which format a folder holds (``saelens``, ``sparsify``, ``export``) or an error naming the files."""
+    """Which registered format a folder holds (first match in :data:`FORMATS`) or an error naming the
+    files found and the file sets expected."""
+    if folder.is_dir():
+        for name, entry in FORMATS.items():
+            if entry.detect(folder):
+                return name
     names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-    if SAELENS_CFG in names and SAELENS_WEIGHTS in names:
-        return "saelens"
-    if SAELENS_CFG in names and SPARSIFY_WEIGHTS in names:
-        return "sparsify"
-    if EXPORT_WEIGHTS in names and EXPORT_CFG in names:
-        return "export"
     subdirs = sorted(
         p.name
         for p in folder.iterdir()
-        if p.is_dir() and ((p / SPARSIFY_WEIGHTS).exists() or (p / SAELENS_WEIGHTS).exists())
+        if p.is_dir()
+        and (
+            (p / SPARSIFY_WEIGHTS).exists()
+            or (p / SAELENS_WEIGHTS).exists()
+            or any(e.detect(p) for e in FORMATS.values())
+        )
     )
     hint = f"; SAE sub-folders here (pass one of them): {', '.join(subdirs)}" if subdirs else ""
     listed = sorted(names)
@@ -415,7 +455,7 @@ def detect_format(folder: Path) -> str:
     found = found or "nothing"
     raise InterplabError(
         f"{folder}: not a recognised SAE folder (found: {found}); expected one of: "
-        f"{'; '.join(EXPECTED_FILE_SETS)}{hint}"
+        f"{'; '.join(expected_file_sets())}{hint}"
     )
 
 
@@ -426,12 +466,11 @@ def load_sae(path: str | Path, dtype: torch.dtype | str = torch.float32, device:
         folder = folder.parent
     if not folder.exists():
         raise InterplabError(
-            f"{folder}: SAE folder not found (expected a folder with {' or '.join(EXPECTED_FILE_SETS)})"
+            f"{folder}: SAE folder not found (expected a folder with {' or '.join(expected_file_sets())})"
         )
     dtype = resolve_dtype(dtype)
     fmt = detect_format(folder)
-    loader = {"saelens": _load_saelens, "sparsify": _load_sparsify, "export": _load_export}[fmt]
-    sae = loader(folder, dtype, device)
+    sae = FORMATS[fmt].load(folder, dtype, device)
     log.debug("loaded %s SAE from %s: %s", sae.cfg.source_format, folder, sae)
     return sae
 

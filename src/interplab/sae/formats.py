@@ -442,12 +442,7 @@ def detect_format(folder: Path) -> str:
     subdirs = sorted(
         p.name
         for p in folder.iterdir()
-        if p.is_dir()
-        and (
-            (p / SPARSIFY_WEIGHTS).exists()
-            or (p / SAELENS_WEIGHTS).exists()
-            or any(e.detect(p) for e in FORMATS.values())
-        )
+        if p.is_dir() and ((p / SPARSIFY_WEIGHTS).exists() or (p / SAELENS_WEIGHTS).exists())
     )
     hint = f"; SAE sub-folders here (pass one of them): {', '.join(subdirs)}" if subdirs else ""
     listed = sorted(names)

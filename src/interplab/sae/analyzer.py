@@ -36,6 +36,7 @@ from interplab.sae.cooccurrence import (
     topk_neighbours,
 )
 from interplab.sae.cooccurrence import DENSE_LIMIT as CO_DENSE_LIMIT
+from interplab.sae.cooccurrence import METRICS as COOCCURRENCE_REGISTRY
 from interplab.sae.cooccurrence import row_topk as cooccurrence_row_topk
 from interplab.sae.corpus import TokenWindows, load_windows, validate_run_args
 from interplab.sae.formats import load_history, load_sae
@@ -44,7 +45,13 @@ from interplab.sae.layout import DATABASE, DB_MANIFEST, AnalysisPaths, cooccurre
 from interplab.sae.model import SAE
 from interplab.sae.report import build_summary, write_readme
 from interplab.sae.similarity import DENSE_LIMIT as SIM_DENSE_LIMIT
-from interplab.sae.similarity import SIMILARITY_METRICS, row_topk, similarity_matrix, similarity_topk
+from interplab.sae.similarity import (
+    SIMILARITY_METRICS,
+    larger_is_closer,
+    row_topk,
+    similarity_matrix,
+    similarity_topk,
+)
 from interplab.sae.stats import HIST_EDGES
 from interplab.sae.summaries import (
     SummaryInputs,
@@ -87,7 +94,10 @@ class AnalysisConfig:
         validate_run_args(self.batch_size, self.context_size, self.max_tokens)
         require(bool(str(self.sae_path)), "--sae is required: a folder holding an SAE")
         one_of(self.similarity, SIMILARITY_METRICS, "similarity metric")
-        require(len(self.cooccurrence) > 0, "--cooccurrence needs at least one of: phi, jaccard, pmi")
+        require(
+            len(self.cooccurrence) > 0,
+            f"--cooccurrence needs at least one of: {', '.join(COOCCURRENCE_METRICS)}",
+        )
         for m in self.cooccurrence:
             one_of(m, COOCCURRENCE_METRICS, "co-occurrence metric")
         for name in ("top_k", "n_neighbours", "shard_tokens"):
@@ -373,7 +383,7 @@ def _similarity_step(
         sim = similarity_matrix(W_dec, cfg.similarity)
         files["similarity"] = paths.similarity()
         save_npy(od.file(files["similarity"]), sim)
-        similar = topk_neighbours(sim, k_nb, largest=cfg.similarity != "euclidean")
+        similar = topk_neighbours(sim, k_nb, largest=larger_is_closer(cfg.similarity))
         del sim
     else:
         similar = similarity_topk(W_dec, k_nb, cfg.similarity)
@@ -409,7 +419,7 @@ def _cooccurrence_step(
         key = cooccurrence_key(metric)
         files[key] = paths.cooccurrence(metric, sparse=sparse)
         _save_matrix(od, files[key], m)
-        nb = topk_neighbours(m, k_nb)
+        nb = topk_neighbours(m, k_nb, largest=COOCCURRENCE_REGISTRY[metric].larger_is_more_related)
         files[f"{key}_topk_indices"] = paths.neighbours(f"cooccurrence_{metric}", "indices")
         files[f"{key}_topk_values"] = paths.neighbours(f"cooccurrence_{metric}", "values")
         save_npy(od.file(files[f"{key}_topk_indices"]), nb[0])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from interplab.sae.cooccurrence import METRICS as COOCCURRENCE
+from interplab.sae.metric import SIMILARITY, metric_names
+
 app = typer.Typer(
     help="Sparse autoencoders: quick checks, full corpus analysis, training, browsing.", no_args_is_help=True
 )
@@ -145,8 +148,12 @@ def analyze_command(
         None, "--max-tokens", help="Stop after this many tokens (docs: 32768)."
     ),
     top_k: int = typer.Option(20, "--top-k", help="Top activating examples kept per feature."),
-    similarity: str = typer.Option("cosine", "--similarity", help="cosine | dot | euclidean (decoder rows)."),
-    cooccurrence: str = typer.Option("phi", "--cooccurrence", help="Comma list of phi, jaccard, pmi."),
+    similarity: str = typer.Option(
+        "cosine", "--similarity", help=f"{metric_names(SIMILARITY)} (decoder rows; euclidean is a distance)."
+    ),
+    cooccurrence: str = typer.Option(
+        "phi", "--cooccurrence", help=f"Comma list of {', '.join(COOCCURRENCE)} (phi is always added)."
+    ),
     n_neighbours: int = typer.Option(10, "--n-neighbours", help="Similar / co-active features per feature."),
     ablation_tokens: int = typer.Option(4096, "--ablation-tokens", help="Tokens given full forward passes."),
     ablation_features: int = typer.Option(8, "--ablation-features", help="Most frequent features ablated."),

@@ -13,7 +13,7 @@ from interplab.common.figures import new_figure, save_figure
 from interplab.common.output import OutputDir
 from interplab.sae.cooccurrence import dense_metric
 from interplab.sae.layout import AnalysisPaths
-from interplab.sae.similarity import similarity_matrix
+from interplab.sae.similarity import larger_is_closer, similarity_matrix
 from interplab.sae.stats import HIST_EDGES, FeatureStats
 
 HEATMAP_FEATURES = 32  # the heatmaps show this many of the most frequent features
@@ -156,8 +156,8 @@ def analysis_plots(
                 top,
                 f"Decoder {similarity_metric} similarity (most frequent features)",
                 od.file(AnalysisPaths.plot("plot_similarity_heatmap")),
-                cmap="RdBu_r" if similarity_metric != "euclidean" else "viridis",
-                symmetric=similarity_metric != "euclidean",
+                cmap="RdBu_r" if larger_is_closer(similarity_metric) else "viridis",
+                symmetric=larger_is_closer(similarity_metric),
             ),
         )
         sub = (

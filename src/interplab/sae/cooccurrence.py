@@ -23,6 +23,7 @@ above the limit, where only co-occurring pairs are stored and neighbours are top
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import Any
 
@@ -96,13 +97,10 @@ def _load_kernels() -> dict[str, Any] | None:
     return {"pair_counts": pair_counts, "symmetric": symmetric, "phi": phi}
 
 
-_KERNELS: list[Any] = []
-
-
+@functools.cache
 def _kernels() -> dict[str, Any] | None:
-    if not _KERNELS:
-        _KERNELS.append(_load_kernels())
-    return _KERNELS[0]
+    """The compiled kernel(s), built once per process (None without numba)."""
+    return _load_kernels()
 
 
 def token_csr(token: np.ndarray, feature: np.ndarray, n_tokens: int, d: int) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from interplab.common.errors import InterplabError
-from interplab.common.models import LoadedModel, find_blocks
+from interplab.common.models import LoadedModel, StopForward, find_blocks, forward_kwargs
 
 if TYPE_CHECKING:
     from interplab.sae.model import SAE
@@ -52,10 +51,6 @@ class HookPoint:
     layer: int
     kind: str
     name: str  # f"blocks.{layer}.{kind}"
-
-
-class _StopForward(Exception):
-    """Raised from a hook to end the forward pass once the hooked activation is captured."""
 
 
 def unwrap_model(model: Any) -> nn.Module:
@@ -159,12 +154,6 @@ def _pre_input(args: tuple, kwargs: dict) -> Tensor:
     return kwargs["hidden_states"]
 
 
-def forward_kwargs(model: nn.Module) -> dict[str, Any]:
-    """Extra keyword arguments for an activation-only forward (no KV cache when the model has one)."""
-    params = inspect.signature(model.forward).parameters
-    return {"use_cache": False} if "use_cache" in params else {}
-
-
 def run_forward(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, **kwargs: Any) -> Any:
     dev = next(model.parameters()).device
     input_ids = input_ids.to(dev)
@@ -192,7 +181,7 @@ def capture_activations(
         def pre_hook(_mod: nn.Module, args: tuple, kwargs: dict) -> None:
             captured["act"] = _pre_input(args, kwargs).detach()
             if stop:
-                raise _StopForward
+                raise StopForward
 
         handle = target.register_forward_pre_hook(pre_hook, with_kwargs=True)
     else:
@@ -200,12 +189,12 @@ def capture_activations(
         def hook(_mod: nn.Module, _args: tuple, out: Any) -> None:
             captured["act"] = first_tensor(out).detach()
             if stop:
-                raise _StopForward
+                raise StopForward
 
         handle = target.register_forward_hook(hook)
     try:
         run_forward(module, input_ids, attention_mask)
-    except _StopForward:
+    except StopForward:
         pass
     finally:
         handle.remove()

@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,3 +114,18 @@ def write_parquet(path: str | os.PathLike[str], table: Any) -> Path:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return Path(path)
+
+
+def replace_folder(staged: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
+    """Move the finished folder ``staged`` onto ``final`` (same file system). An existing ``final`` is
+    first moved aside into a hidden folder beside it and deleted only once ``staged`` is in place, so
+    a reader never sees a half-written folder and a crash leaves either the old or the new one."""
+    staged, final = Path(staged), Path(final)
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        final.rename(old / final.name)
+    staged.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final

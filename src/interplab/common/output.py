@@ -60,6 +60,7 @@ class OutputDir:
     files: list[str] = dataclasses.field(default_factory=list)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.time)
+    manifest_name: str = "manifest.json"  # e.g. ``<result>.manifest.json`` beside a single result file
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -105,7 +106,7 @@ class OutputDir:
         }
         if extra:
             manifest.update(extra)
-        return write_json(self.path / "manifest.json", manifest)
+        return write_json(self.path / self.manifest_name, manifest)
 
 
 @contextlib.contextmanager

@@ -7,15 +7,13 @@ a short Markdown summary and a manifest beside it.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from interplab.common.atomic import write_json, write_text
 from interplab.common.errors import InterplabError
-from interplab.common.output import package_versions
+from interplab.common.output import OutputDir
 from interplab.common.progress import track
 from interplab.masks.distribution import DEFAULT_MAX_FEATURES, HammingDistribution, hamming_distribution
 from interplab.masks.execution import aggregate, run_execution
@@ -233,17 +231,9 @@ def write_outputs(result: dict[str, Any], dist: HammingDistribution, out: Path, 
     )
     files.append(write_text(sibling(out, ".md"), summary_markdown(result)))
     files.append(write_json(out, result))
-    manifest = sibling(out, ".manifest.json")
-    write_json(
-        manifest,
-        {
-            "command": command,
-            "argv": sys.argv,
-            "arguments": result["config"],
-            "created": _dt.datetime.now().isoformat(timespec="seconds"),
-            "versions": package_versions(),
-            "files": [str(p) for p in files],
-        },
-    )
+    od = OutputDir(out.parent, command, result["config"], manifest_name=sibling(out, ".manifest.json").name)
+    for p in files:
+        od.record(Path(p).name)
+    manifest = od.write_manifest()
     log.info("wrote %s", out)
     return [*files, manifest]

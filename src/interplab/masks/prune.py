@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from interplab.common.atomic import save_tensor, write_json, write_text
+from interplab.common.atomic import replace_folder, save_tensor, write_json, write_text
 from interplab.common.errors import InterplabError
 from interplab.common.models import LoadedModel, find_blocks, load_model
 from interplab.common.output import output_dir
@@ -105,14 +105,7 @@ def _staged_folder(out: Path, name: str) -> Iterator[Path]:
         if created_out and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
-    final = out / name
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=out))
-        final.rename(old / name)
-    staging.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    replace_folder(staging, out / name)
 
 
 def prune_model(

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from interplab.common.atomic import write_json, write_text
+from interplab.common.atomic import write_text
 from interplab.common.errors import InterplabError
+from interplab.common.output import OutputDir
 
 log = logging.getLogger(__name__)
 
@@ -362,16 +363,12 @@ def comparative_report(results_dir: str | Path, out: str | Path | None = None) -
         write_text(odir / "comparative_report.md", render_markdown(rows, overlaps, notes, skipped)),
         write_text(odir / "comparative_report.csv", render_csv(rows)),
     ]
-    write_json(
-        odir / "comparative_report.manifest.json",
-        {
-            "command": "masks report",
-            "results_dir": str(rdir),
-            "files": [str(f) for f in files],
-            "overlaps": [dataclasses.asdict(o) for o in overlaps],
-            "skipped": skipped,
-        },
+    od = OutputDir(
+        odir, "masks report", {"results_dir": str(rdir)}, manifest_name="comparative_report.manifest.json"
     )
+    for f in files:
+        od.record(Path(f).name)
+    od.write_manifest({"overlaps": [dataclasses.asdict(o) for o in overlaps], "skipped": skipped})
     return ComparativeReport(rows, overlaps, notes, files)
 
 

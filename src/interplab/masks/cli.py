@@ -11,7 +11,7 @@ app = typer.Typer(
 )
 
 
-# --- masks hamming / multi-exec / multi-seed / report (owner: masks-analysis) ----------------------
+# --- masks hamming / multi-exec / multi-seed / report --------------------------------------------
 
 AXIS_HELP = "Features are the matrix 'columns' (default) or its 'rows'."
 NULL_HELP = "Null-model samples (shuffled-mask draws) per execution; 0 turns the null model off."
@@ -139,7 +139,7 @@ def report_command(
         console.print(f"wrote {path}")
 
 
-# --- masks prune (owner: masks-prune) ---------------------------------------------------------------
+# --- masks prune ----------------------------------------------------------------------------------
 
 
 @app.command("prune")

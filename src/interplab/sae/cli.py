@@ -12,7 +12,7 @@ app = typer.Typer(
 )
 
 
-# ---- sae quick / sae train (owner: sae-core) ------------------------------------------------------
+# ---- sae quick / sae train ------------------------------------------------------------------
 @app.command("quick")
 def quick_command(
     sae: str = typer.Option(..., "--sae", help="SAE folder (SAELens, sparsify or weights.pt + config.json)."),
@@ -101,7 +101,7 @@ def train_command(
     )
 
 
-# ---- sae browse (feature browser; owner: sae-browser) -------------------------------------------
+# ---- sae browse (feature browser) -------------------------------------------------------------
 @app.command("browse")
 def browse_command(
     analysis_dir: str = typer.Argument(..., help="Output folder of `interplab sae analyze`."),
@@ -131,7 +131,7 @@ def browse_command(
     serve_browser(analysis_dir, host=host, port=port)
 
 
-# ---- sae analyze / sae demo (owner: sae-analyze) ---------------------------------------------------
+# ---- sae analyze / sae demo ------------------------------------------------------------------
 @app.command("analyze")
 def analyze_command(
     sae: str = typer.Option(..., "--sae", help="SAE folder (SAELens, sparsify or weights.pt + config.json)."),

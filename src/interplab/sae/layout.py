@@ -52,27 +52,29 @@ def db_shard_paths(name: str, with_state: bool) -> dict[str, str | None]:
     }
 
 
+# the files of one run written once per analysis, by attribute of AnalysisPaths
+_RUN_FILES = {
+    "summary": "SUMMARY_{ts}.json",
+    "readme": "README_{ts}.md",
+    "results": RESULTS + "/analysis_results_{ts}.json",
+    "feature_summaries": RESULTS + "/feature_summaries_{ts}.jsonl",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class AnalysisPaths:
-    """The relative paths of one analysis run (timestamp ``ts``)."""
+    """The relative paths of one analysis run (timestamp ``ts``): ``summary``, ``readme``,
+    ``results``, ``feature_summaries`` and the matrix / plot paths below."""
 
     ts: str
+    summary: str = dataclasses.field(init=False)
+    readme: str = dataclasses.field(init=False)
+    results: str = dataclasses.field(init=False)
+    feature_summaries: str = dataclasses.field(init=False)
 
-    @property
-    def summary(self) -> str:
-        return f"SUMMARY_{self.ts}.json"
-
-    @property
-    def readme(self) -> str:
-        return f"README_{self.ts}.md"
-
-    @property
-    def results(self) -> str:
-        return f"{RESULTS}/analysis_results_{self.ts}.json"
-
-    @property
-    def feature_summaries(self) -> str:
-        return f"{RESULTS}/feature_summaries_{self.ts}.jsonl"
+    def __post_init__(self) -> None:
+        for name, template in _RUN_FILES.items():
+            object.__setattr__(self, name, template.format(ts=self.ts))
 
     def similarity(self) -> str:
         """The dense decoder-similarity matrix."""

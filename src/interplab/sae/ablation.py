@@ -16,8 +16,6 @@ from interplab.sae.corpus import Batch, TokenWindows, iter_batches
 from interplab.sae.metrics import AblationStats, ablation_losses, clean_forward, sae_splice
 from interplab.sae.model import SAE
 
-ABLATION_TOKENS = 4096
-ABLATION_FEATURES = 8
 ABLATION_GROUP = 8  # feature variants per forward pass
 
 

@@ -26,25 +26,24 @@ from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.progress import track
 from interplab.sae import plots
-from interplab.sae.ablation import ABLATION_FEATURES, ABLATION_TOKENS, ablation_on_subset
+from interplab.sae.ablation import ablation_on_subset
 from interplab.sae.activation_db import ActivationDatabase, Shard, read_manifest
 from interplab.sae.collect import CollectionResult, collect
+from interplab.sae.configs import AnalysisConfig
 from interplab.sae.cooccurrence import (
     COOCCURRENCE_METRICS,
     dense_metric,
     sparse_metric,
     topk_neighbours,
 )
-from interplab.sae.cooccurrence import DENSE_LIMIT as CO_DENSE_LIMIT
 from interplab.sae.cooccurrence import METRICS as COOCCURRENCE_REGISTRY
 from interplab.sae.cooccurrence import row_topk as cooccurrence_row_topk
-from interplab.sae.corpus import TokenWindows, load_windows, validate_run_args
+from interplab.sae.corpus import TokenWindows, load_windows
 from interplab.sae.formats import load_history, load_sae
 from interplab.sae.hooks import resolve_sae_hook
 from interplab.sae.layout import DATABASE, DB_MANIFEST, AnalysisPaths, cooccurrence_key
 from interplab.sae.model import SAE
 from interplab.sae.report import build_summary, write_readme
-from interplab.sae.similarity import DENSE_LIMIT as SIM_DENSE_LIMIT
 from interplab.sae.similarity import (
     SIMILARITY_METRICS,
     larger_is_closer,
@@ -62,54 +61,6 @@ from interplab.sae.summaries import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class AnalysisConfig:
-    """Every knob of the analysis (flags of ``interplab sae analyze``)."""
-
-    model_name: str = "minilm"
-    sae_path: str = ""
-    layer: int | None = None
-    hook_name: str | None = "hook_resid_post"
-    data_path: str = "docs"
-    batch_size: int = 8
-    analysis_dir: str = "sae-analysis"
-    context_size: int = 128
-    max_tokens: int | None = None
-    top_k: int = 20
-    similarity: str = "cosine"
-    cooccurrence: tuple[str, ...] = ("phi",)
-    n_neighbours: int = 10
-    similarity_dense_limit: int = SIM_DENSE_LIMIT
-    cooccurrence_dense_limit: int = CO_DENSE_LIMIT
-    ablation_tokens: int = ABLATION_TOKENS
-    ablation_features: int = ABLATION_FEATURES
-    context_radius: int = 10
-    shard_tokens: int = 32_768
-    overwrite: bool = False
-    dtype: str = "float32"
-
-    def validate(self) -> None:
-        validate_run_args(self.batch_size, self.context_size, self.max_tokens)
-        require(bool(str(self.sae_path)), "--sae is required: a folder holding an SAE")
-        one_of(self.similarity, SIMILARITY_METRICS, "similarity metric")
-        require(
-            len(self.cooccurrence) > 0,
-            f"--cooccurrence needs at least one of: {', '.join(COOCCURRENCE_METRICS)}",
-        )
-        for m in self.cooccurrence:
-            one_of(m, COOCCURRENCE_METRICS, "co-occurrence metric")
-        for name in ("top_k", "n_neighbours", "shard_tokens"):
-            require(
-                int(getattr(self, name)) >= 1,
-                f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
-            )
-        for name in ("ablation_tokens", "ablation_features", "context_radius"):
-            require(
-                int(getattr(self, name)) >= 0,
-                f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(self, name)}",
-            )
 
 
 @dataclasses.dataclass
@@ -511,6 +462,21 @@ def _summaries_step(
     return inputs
 
 
+def run_analysis(cfg: AnalysisConfig) -> AnalysisResult:
+    """Load the model, the SAE and the corpus, then run every analysis step and write
+    ``cfg.analysis_dir`` (layout in docs/sae-analysis.md)."""
+    t0 = time.perf_counter()
+    options = dataclasses.asdict(cfg)
+    fixed = [
+        options.pop(k) for k in ("model_name", "sae_path", "layer", "hook_name", "analysis_dir", "batch_size")
+    ]
+    an = SAEAnalyzer(*fixed, **options)
+    an.load_data()
+    result = an.run()
+    log.info("analysis written to %s in %.1fs", result.out, time.perf_counter() - t0)
+    return result
+
+
 def run_comprehensive_analysis(
     model_name: str = "minilm",
     sae_path: str | Path = "",
@@ -521,17 +487,20 @@ def run_comprehensive_analysis(
     analysis_dir: str | Path = "sae-analysis",
     **options: Any,
 ) -> AnalysisResult:
-    """Load the model, the SAE and the corpus, then run every analysis step and write
-    ``analysis_dir`` (layout in docs/sae-analysis.md). Options are the fields of
+    """The old scripts' signature of :func:`run_analysis`: options are the fields of
     :class:`AnalysisConfig` (context_size, max_tokens, top_k, similarity, cooccurrence, …)."""
-    t0 = time.perf_counter()
-    an = SAEAnalyzer(
-        model_name, sae_path, layer, hook_name, analysis_dir, batch_size, data_path=str(data_path), **options
+    return run_analysis(
+        AnalysisConfig(
+            model_name=str(model_name),
+            sae_path=str(sae_path),
+            layer=layer,
+            hook_name=hook_name,
+            data_path=str(data_path),
+            batch_size=int(batch_size),
+            analysis_dir=str(analysis_dir),
+            **options,
+        )
     )
-    an.load_data()
-    result = an.run()
-    log.info("analysis written to %s in %.1fs", result.out, time.perf_counter() - t0)
-    return result
 
 
 @dataclasses.dataclass
@@ -589,4 +558,11 @@ def run_sae_demo(
     return DemoResult(sae_folder=sae_folder, analysis=analysis, trained=trained)
 
 
-__all__ = ["AnalysisConfig", "AnalysisResult", "SAEAnalyzer", "run_comprehensive_analysis", "run_sae_demo"]
+__all__ = [
+    "AnalysisConfig",
+    "AnalysisResult",
+    "SAEAnalyzer",
+    "run_analysis",
+    "run_comprehensive_analysis",
+    "run_sae_demo",
+]

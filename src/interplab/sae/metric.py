@@ -41,6 +41,8 @@ def metrics_table(registry: Mapping[str, Metric]) -> str:
     return "\n".join(lines)
 
 
+SIMILARITY_DENSE_LIMIT = 16384  # the dense [d_sae, d_sae] similarity matrix is written up to this width
+
 # decoder similarity: every metric is one GEMM per row block (``similarity._block``), so the entries
 # carry the formula and the ranking only; kept here, free of torch, for the CLI help
 SIMILARITY: dict[str, Metric] = {

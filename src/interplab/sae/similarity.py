@@ -17,7 +17,6 @@ from interplab.sae.metric import SIMILARITY as METRICS
 from interplab.sae.metric import get_metric
 
 SIMILARITY_METRICS = tuple(METRICS)
-DENSE_LIMIT = 16384
 
 
 def larger_is_closer(metric: str) -> bool:

@@ -15,7 +15,8 @@ from interplab.common.atomic import write_json, write_text
 from interplab.common.errors import InterplabError
 from interplab.common.output import OutputDir
 from interplab.common.progress import track
-from interplab.masks.distribution import DEFAULT_MAX_FEATURES, HammingDistribution, hamming_distribution
+from interplab.masks.configs import DEFAULT_MAX_FEATURES, DEFAULT_NULL_SAMPLES
+from interplab.masks.distribution import HammingDistribution, hamming_distribution
 from interplab.masks.execution import aggregate, run_execution
 from interplab.masks.hamming import HammingIndex
 from interplab.masks.matrix import FeatureMatrix, load_matrix
@@ -23,8 +24,6 @@ from interplab.masks.neighbors import check_feature_idx, random_features, valida
 from interplab.masks.tiles import TILE_SHAPE
 
 log = logging.getLogger(__name__)
-
-DEFAULT_NULL_SAMPLES = 20
 
 
 def check_null_samples(null_samples: int) -> None:

@@ -19,12 +19,12 @@ MATRIX_HELP = "A .pt file holding a 2-D weight matrix [D, N]."
 
 
 @dataclasses.dataclass
-class HammingConfig:
-    """``interplab masks hamming``: one reference feature and its top-N neighbours."""
+class SelectionConfig:
+    """What every single-matrix analysis shares: the matrix, the neighbourhood, k-means, the null
+    model, the whole-matrix histogram and the JSON output."""
 
     matrix_path: Path = option(flag="matrix", argument=True, help=MATRIX_HELP)
-    feature_idx: int | None = option(None, help="Reference feature (random if omitted).")
-    n_features: int = option(128, help="Top-N similar features (reference included).")
+    n_features: int = option(128, help="Top-N similar features per reference feature (itself included).")
     n_clusters: int = option(8, help="k for k-means.")
     seed: int = option(42, help=SEED_HELP)
     axis: str = option("columns", help=AXIS_HELP)
@@ -34,15 +34,14 @@ class HammingConfig:
 
 
 @dataclasses.dataclass
-class MultiExecConfig:
+class HammingConfig(SelectionConfig):
+    """``interplab masks hamming``: one reference feature and its top-N neighbours."""
+
+    feature_idx: int | None = option(None, help="Reference feature (random if omitted).")
+
+
+@dataclasses.dataclass
+class MultiExecConfig(SelectionConfig):
     """``interplab masks multi-exec``: repeated random reference features of one matrix."""
 
-    matrix_path: Path = option(flag="matrix", argument=True, help=MATRIX_HELP)
     n_executions: int = option(10, help="Random reference features.")
-    n_features: int = option(128, help="Top-N similar features per execution.")
-    n_clusters: int = option(8, help="k for k-means.")
-    seed: int = option(42, help=SEED_HELP)
-    axis: str = option("columns", help=AXIS_HELP)
-    null_samples: int = option(DEFAULT_NULL_SAMPLES, help=NULL_HELP)
-    hist_max_features: int = option(DEFAULT_MAX_FEATURES, help=HIST_HELP)
-    output_json: Path | None = option(None, help="Write the results JSON here.")

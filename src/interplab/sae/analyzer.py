@@ -462,19 +462,22 @@ def _summaries_step(
     return inputs
 
 
-def run_analysis(cfg: AnalysisConfig) -> AnalysisResult:
-    """Load the model, the SAE and the corpus, then run every analysis step and write
-    ``cfg.analysis_dir`` (layout in docs/sae-analysis.md)."""
+def _run_all(an: SAEAnalyzer) -> AnalysisResult:
     t0 = time.perf_counter()
-    options = dataclasses.asdict(cfg)
-    fixed = [
-        options.pop(k) for k in ("model_name", "sae_path", "layer", "hook_name", "analysis_dir", "batch_size")
-    ]
-    an = SAEAnalyzer(*fixed, **options)
     an.load_data()
     result = an.run()
     log.info("analysis written to %s in %.1fs", result.out, time.perf_counter() - t0)
     return result
+
+
+def run_analysis(cfg: AnalysisConfig) -> AnalysisResult:
+    """Load the model, the SAE and the corpus, then run every analysis step and write
+    ``cfg.analysis_dir`` (layout in docs/sae-analysis.md)."""
+    options = dataclasses.asdict(cfg)
+    fixed = [
+        options.pop(k) for k in ("model_name", "sae_path", "layer", "hook_name", "analysis_dir", "batch_size")
+    ]
+    return _run_all(SAEAnalyzer(*fixed, **options))
 
 
 def run_comprehensive_analysis(
@@ -489,18 +492,10 @@ def run_comprehensive_analysis(
 ) -> AnalysisResult:
     """The old scripts' signature of :func:`run_analysis`: options are the fields of
     :class:`AnalysisConfig` (context_size, max_tokens, top_k, similarity, cooccurrence, …)."""
-    return run_analysis(
-        AnalysisConfig(
-            model_name=str(model_name),
-            sae_path=str(sae_path),
-            layer=layer,
-            hook_name=hook_name,
-            data_path=str(data_path),
-            batch_size=int(batch_size),
-            analysis_dir=str(analysis_dir),
-            **options,
-        )
+    an = SAEAnalyzer(
+        model_name, sae_path, layer, hook_name, analysis_dir, batch_size, data_path=str(data_path), **options
     )
+    return _run_all(an)
 
 
 @dataclasses.dataclass

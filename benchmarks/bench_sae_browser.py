@@ -50,14 +50,19 @@ def write_summaries(path: Path, n: int, seed: int = 0) -> None:
                 "density": float(rng.random() * 0.01),
                 "n_fires": 10,
                 "mean_activation": float(rng.random()),
+                "mean_activation_all_tokens": 0.001,
+                "std_activation": 0.5,
                 "max_activation": float(ex[0]["activation"]),
+                "is_dead": False,
+                "is_dense": False,
                 "top_tokens": [{"token": t, "count": 2, "max_activation": 1.0} for t in tok],
                 "top_examples": ex,
                 "quantile_examples": [dict(e, quantile=q) for e, q in zip(ex[:6], (0.1, 0.25, 0.5, 0.75, 0.9, 0.99), strict=True)],
-                "logit_effects": {"promoted": [{"token": t, "value": 0.1} for t in tok], "suppressed": [{"token": t, "value": -0.1} for t in tok]},
+                "logit_effects": {"promoted": [{"token": t, "value": 0.1, "token_id": 1} for t in tok], "suppressed": [{"token": t, "value": -0.1, "token_id": 1} for t in tok]},
                 "similar_features": [{"feature": int(i), "value": 0.3} for i in rng.integers(0, n, 10)],
                 "coactivating_features": [{"feature": int(i), "value": 0.2, "count": 3} for i in rng.integers(0, n, 10)],
                 "activation_histogram": {"bin_edges": list(np.logspace(-3, 1, 41)), "counts": rng.integers(0, 50, 40).tolist()},
+                "ablation": None,
             }  # fmt: skip
             fh.write(json.dumps(rec) + "\n")
 

@@ -57,7 +57,7 @@ def root(
 def _register_demo() -> None:
     try:
         from interplab.demo import demo_command
-    except ImportError:  # the demo arrives with issue 5
+    except ImportError:  # an install without the demo module still has every other command
         return
     app.command("demo", help="Run all three areas on built-in defaults and write an index page.")(
         demo_command

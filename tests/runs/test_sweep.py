@@ -74,10 +74,10 @@ def test_parallel_html_is_self_contained() -> None:
 
 
 def test_runs_sweep_folder_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import interplab.runs.commands as commands
+    import interplab.runs.api as api
 
     runs = sweep_runs(8)
-    monkeypatch.setattr(commands, "load_runs", lambda source, tags=None, flt=None: runs)
+    monkeypatch.setattr(api, "load_runs", lambda source, tags=None, flt=None: runs)
     res = runs_sweep("test", "loss", tmp_path / "sweep", SweepOptions(n_estimators=20, n_repeats=2))
     for name in (
         "sweep.csv",

@@ -199,32 +199,25 @@ def test_fast_index_equals_line_by_line_parse(data):
     assert fast.equals(slow)
 
 
-def test_other_summary_spellings_are_indexed(analysis, tmp_path, summaries):
-    """Summaries with other key spellings (list-of-string top tokens, ``frequency``) still open."""
+def test_summary_lines_follow_the_layout_contract(analysis, tmp_path, summaries):
+    """A line that is not an ``sae analyze`` feature summary (e.g. other key spellings) is refused
+    with one line naming the file, the line and the missing keys; nothing is guessed."""
     folder = tmp_path / "other"
     (folder / "results").mkdir(parents=True)
     lines = []
     for _, r in sorted(summaries.items()):
-        rec = {k: v for k, v in r.items() if k not in ("density", "top_tokens")}
+        rec = {k: v for k, v in r.items() if k != "density"}
         rec["frequency"] = r["density"]
-        rec["top_tokens"] = [t["token"] for t in r["top_tokens"]]
         lines.append(json.dumps(rec))
-    (folder / "results" / "feature_summaries_20000101_000000.jsonl").write_text("\n".join(lines) + "\n\n")
-    d = AnalysisData(folder)
-    try:
-        assert d.n_features == len(summaries)
-        densest = max(summaries.values(), key=lambda r: (_density(r), -r["feature"]))
-        assert d.list_features(per_page=1).features[0]["feature"] == densest["feature"]
-        assert d.list_features(per_page=1).features[0]["top_tokens"] == _tokens_of(densest)
-        assert d.feature(densest["feature"])["density"] == pytest.approx(densest["density"])
-        assert d.feature(densest["feature"])["top_examples"][0]["tokens"] is None  # no database here
-        from interplab.sae.browser import BrowserApp
+    path = folder / "results" / "feature_summaries_20000101_000000.jsonl"
+    path.write_text("\n".join(lines) + "\n\n")
+    with pytest.raises(
+        InterplabError, match=r"feature_summaries_20000101_000000.jsonl: line 1: .*missing keys: density"
+    ):
+        AnalysisData(folder, use_cache=False)
+    from interplab.sae.layout import SUMMARY_KEYS
 
-        page = BrowserApp(d).handle("GET", f"/feature/{_payload_feature(summaries)}")
-        assert page.status == 200
-        assert b"&lt;script&gt;" in page.body and b"<script>alert" not in page.body
-    finally:
-        d.close()
+    assert set(SUMMARY_KEYS) == set(next(iter(summaries.values())))  # the writer follows the contract
 
 
 def test_not_an_analysis_folder(tmp_path):

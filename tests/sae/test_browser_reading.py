@@ -93,7 +93,7 @@ def _feature_record() -> dict:
         "logit_effects_note": "null: the model has no unembedding (output embeddings) of the SAE's width",
         "similar_features": [], "coactivating_features": [], "ablation": None,
         "histogram": {"counts": [0, 3, 9, 4, 0], "edges": [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]},
-        "duplicates_dropped": 3,
+        "duplicates_dropped": 3, "explanations": [], "stability": None,
     }  # fmt: skip
 
 

@@ -3,6 +3,7 @@ a database built with other settings is refused."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -45,7 +46,7 @@ def test_disk_error_keeps_finished_shards_and_resume_equals_uninterrupted(sae_an
         data_path=str(sae_analysis.data),
         **ANALYSIS_OPTIONS,
     )
-    an.writer_factory = DiskFullAfter
+    an.collect_all_activations = functools.partial(an.collect_all_activations, writer_factory=DiskFullAfter)
     with pytest.raises(InterplabError, match=r"No space left on device.*2 complete shards are kept.*resume"):
         an.run()
     db = out / "activation_database"

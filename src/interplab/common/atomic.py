@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,3 +135,39 @@ def write_parquet(path: str | os.PathLike[str], table: Any) -> Path:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return Path(path)
+
+
+def replace_folder(staged: str | os.PathLike[str], final: str | os.PathLike[str]) -> Path:
+    """Move the finished folder ``staged`` onto ``final`` (same file system). An existing ``final`` is
+    first moved aside into a hidden folder beside it and deleted only once ``staged`` is in place, so
+    a reader never sees a half-written folder and a crash leaves either the old or the new one."""
+    staged, final = Path(staged), Path(final)
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        final.rename(old / final.name)
+    staged.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | os.PathLike[str], name: str) -> Iterator[Path]:
+    """Yield a hidden staging folder ``out/.<name>.partial-*``; on success it replaces ``out/name``
+    (:func:`replace_folder`), on failure it is removed (and ``out`` too if this call created it and
+    it is empty), so a failed command leaves no partial results and an older complete folder stays
+    intact until its successor is ready."""
+    out = Path(out)
+    created_out = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
+    staging.chmod(umask_mode(directory=True))  # mkdtemp makes it private; outputs are shared
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created_out and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    replace_folder(staging, out / name)

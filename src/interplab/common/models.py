@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -182,3 +183,14 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     if best is None:
         raise InterplabError(f"{type(model).__name__}: no list of transformer blocks found")
     return best
+
+
+class StopForward(Exception):
+    """Raised from a forward (pre-)hook to end the pass once the hook has what it needs; the caller
+    catches it around the model call (nothing past the hooked module is computed)."""
+
+
+def forward_kwargs(model: nn.Module) -> dict[str, Any]:
+    """Extra keyword arguments for an activation-only forward (no KV cache when the model has one)."""
+    params = inspect.signature(model.forward).parameters
+    return {"use_cache": False} if "use_cache" in params else {}

@@ -146,11 +146,16 @@ def write_sibling_manifest(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``<name>.manifest.json`` for outputs written beside each other in a shared folder;
-    ``files`` are stored relative to the manifest's folder."""
+    ``files`` are stored relative to the manifest's folder. A thin wrapper over :class:`OutputDir`
+    with ``manifest_name`` set, so there is one manifest writer."""
     path = Path(manifest)
-    rel = [relative_to_folder(path.parent, f) for f in files]
-    payload = manifest_payload(command, arguments, rel, started=started, timings=timings, extra=extra)
-    return write_json(path, payload)
+    od = OutputDir(path.parent, command, arguments, manifest_name=path.name)
+    if started is not None:
+        od.started = started
+    od.timings.update(timings or {})
+    for f in files:
+        od.record(f)
+    return od.write_manifest(extra)
 
 
 def manifest_mismatches(folder: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
@@ -172,6 +177,7 @@ class OutputDir:
     files: list[str] = dataclasses.field(default_factory=list)
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=time.time)
+    manifest_name: str = MANIFEST_NAME  # e.g. ``<result>.manifest.json`` beside a single result file
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -203,18 +209,21 @@ class OutputDir:
             self.timings[name] = round(time.perf_counter() - t0, 4)
 
     def write_manifest(self, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``manifest.json`` (atomically): recorded files, files written since the start and
-        the earlier manifest's files, as far as they exist now (see the module docstring)."""
-        manifest_path = self.path / MANIFEST_NAME
-        candidates = {
-            *self.files,
-            *files_written_since(self.path, self.started - 0.01),
-            *previous_files(manifest_path),
-        }
+        """Write the manifest (atomically): recorded files, files written since the start and the
+        earlier manifest's files, as far as they exist now (see the module docstring).
+
+        A per-result manifest (``manifest_name`` other than ``manifest.json``) shares its folder
+        with other results, so it lists only the recorded files (and its earlier ones), not every
+        file written in the folder meanwhile."""
+        manifest_path = self.path / self.manifest_name
+        scanned = (
+            files_written_since(self.path, self.started - 0.01) if self.manifest_name == MANIFEST_NAME else []
+        )
+        candidates = {*self.files, *scanned, *previous_files(manifest_path)}
         existing = [
             f
             for f in candidates
-            if f != MANIFEST_NAME and not _is_hidden(Path(f)) and (self.path / f).is_file()
+            if f != self.manifest_name and not _is_hidden(Path(f)) and (self.path / f).is_file()
         ]
         manifest = manifest_payload(
             self.command,

@@ -6,7 +6,6 @@ keyword arguments such as attention masks and position embeddings) that block 0 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 from pathlib import Path
@@ -17,6 +16,7 @@ from torch import nn
 
 from interplab.common.data import BUILTIN_CORPORA, load_texts
 from interplab.common.errors import InterplabError
+from interplab.common.models import StopForward, forward_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +131,6 @@ class BlockInput:
         return out[0] if isinstance(out, tuple | list) else out
 
 
-class _StopForward(Exception):
-    """Raised by the capture hook once block 0 has its inputs."""
-
-
-def model_forward_kwargs(model: nn.Module) -> dict[str, Any]:
-    """Keyword arguments that switch off caches for a plain forward pass."""
-    params = inspect.signature(model.forward).parameters
-    return {"use_cache": False} if "use_cache" in params else {}
-
-
 def capture_block_inputs(
     model: nn.Module, first_block: nn.Module, input_ids: torch.Tensor, batch_size: int
 ) -> list[BlockInput]:
@@ -154,18 +144,18 @@ def capture_block_inputs(
         else:
             hidden = kwargs.pop("hidden_states")
             captured.append(BlockInput(hidden.detach(), (), kwargs, hidden_as_kwarg=True))
-        raise _StopForward
+        raise StopForward
 
     handle = first_block.register_forward_pre_hook(hook, with_kwargs=True)
     device = next(model.parameters()).device
-    extra = model_forward_kwargs(model)
+    extra = forward_kwargs(model)
     try:
         with torch.no_grad():
             for batch in input_ids.split(batch_size):
                 batch = batch.to(device)
                 try:
                     model(input_ids=batch, attention_mask=torch.ones_like(batch), **extra)
-                except _StopForward:
+                except StopForward:
                     continue
                 raise InterplabError("the model never called its first transformer block")
     finally:

@@ -2,66 +2,38 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
+
+from interplab.common.options import command
+from interplab.masks.configs import AXIS_HELP, HIST_HELP, NULL_HELP, HammingConfig, MultiExecConfig
 
 app = typer.Typer(
     help="Prune models (Wanda, SparseGPT) and analyse the structure of sparsity masks.", no_args_is_help=True
 )
 
 
-# --- masks hamming / multi-exec / multi-seed / report (owner: masks-analysis) ----------------------
-
-AXIS_HELP = "Features are the matrix 'columns' (default) or its 'rows'."
-NULL_HELP = "Null-model samples (shuffled-mask draws) per execution; 0 turns the null model off."
-HIST_HELP = "Whole-matrix Hamming histogram: at most this many features (random subsample beyond)."
+# --- masks hamming / multi-exec / multi-seed / report --------------------------------------------
 
 
-@app.command("hamming")
-def hamming_command(
-    matrix: Path = typer.Argument(..., help="A .pt file holding a 2-D weight matrix [D, N]."),
-    feature_idx: int | None = typer.Option(
-        None, "--feature-idx", help="Reference feature (random if omitted)."
-    ),
-    n_features: int = typer.Option(128, "--n-features", help="Top-N similar features (reference included)."),
-    n_clusters: int = typer.Option(8, "--n-clusters", help="k for k-means."),
-    seed: int = typer.Option(42, "--seed", help="Seed for the feature choice, k-means and the null model."),
-    axis: str = typer.Option("columns", "--axis", help=AXIS_HELP),
-    null_samples: int = typer.Option(20, "--null-samples", help=NULL_HELP),
-    hist_max_features: int = typer.Option(2048, "--hist-max-features", help=HIST_HELP),
-    output_json: Path | None = typer.Option(None, "--output-json", help="Write the results JSON here."),
-) -> None:
+@command(app, "hamming", HammingConfig)
+def hamming_command(cfg: HammingConfig) -> None:
     """One reference feature: every Hamming distance to its top-N neighbours and the cluster metrics."""
     from interplab.masks.multi_exec import hamming_analysis
     from interplab.masks.tables import print_result
 
-    result = hamming_analysis(
-        matrix, feature_idx, n_features, n_clusters, seed, axis, null_samples, hist_max_features, output_json
-    )
-    print_result(result)
+    print_result(hamming_analysis(**dataclasses.asdict(cfg)))
 
 
-@app.command("multi-exec")
-def multi_exec_command(
-    matrix: Path = typer.Argument(..., help="A .pt file holding a 2-D weight matrix [D, N]."),
-    n_executions: int = typer.Option(10, "--n-executions", help="Random reference features."),
-    n_features: int = typer.Option(128, "--n-features", help="Top-N similar features per execution."),
-    n_clusters: int = typer.Option(8, "--n-clusters", help="k for k-means."),
-    seed: int = typer.Option(42, "--seed", help="Seed for the feature choice, k-means and the null model."),
-    axis: str = typer.Option("columns", "--axis", help=AXIS_HELP),
-    null_samples: int = typer.Option(20, "--null-samples", help=NULL_HELP),
-    hist_max_features: int = typer.Option(2048, "--hist-max-features", help=HIST_HELP),
-    output_json: Path | None = typer.Option(None, "--output-json", help="Write the results JSON here."),
-) -> None:
+@command(app, "multi-exec", MultiExecConfig)
+def multi_exec_command(cfg: MultiExecConfig) -> None:
     """Repeated random selections of one matrix; metrics as mean ± std over executions."""
     from interplab.masks.multi_exec import multi_exec_analysis
     from interplab.masks.tables import print_result
 
-    result = multi_exec_analysis(
-        matrix, n_executions, n_features, n_clusters, seed, axis, null_samples, hist_max_features, output_json
-    )
-    print_result(result)
+    print_result(multi_exec_analysis(**dataclasses.asdict(cfg)))
 
 
 def parse_k_values(values: list[str], extra: list[str]) -> list[int]:
@@ -142,7 +114,7 @@ def report_command(
         console.print(f"wrote {path}")
 
 
-# --- masks prune (owner: masks-prune) ---------------------------------------------------------------
+# --- masks prune ----------------------------------------------------------------------------------
 
 
 @app.command("prune")

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from interplab.masks.configs import DEFAULT_MAX_FEATURES
 from interplab.masks.hamming import pairwise_counts
 
-DEFAULT_MAX_FEATURES = 2048
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 

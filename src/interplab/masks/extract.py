@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from interplab.common.atomic import save_tensor, write_json, write_text
+from interplab.common.atomic import save_tensor, staged_folder, write_json, write_text
 from interplab.common.errors import InterplabError
 from interplab.common.output import output_dir
 from interplab.masks import checkpoint_formats as cf
 from interplab.masks.mask_configs import ExtractConfig
 from interplab.masks.nm import STANDARD_PATTERNS, complies
-from interplab.masks.staging import staged_folder
 
 log = logging.getLogger(__name__)
 

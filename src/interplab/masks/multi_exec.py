@@ -14,9 +14,10 @@ from typing import Any
 from interplab.common.atomic import write_json
 from interplab.common.errors import InterplabError
 from interplab.common.markdown_html import write_markdown_report
-from interplab.common.output import write_sibling_manifest
+from interplab.common.output import OutputDir
 from interplab.common.progress import track
-from interplab.masks.distribution import DEFAULT_MAX_FEATURES, HammingDistribution, hamming_distribution
+from interplab.masks.configs import DEFAULT_MAX_FEATURES, DEFAULT_NULL_SAMPLES
+from interplab.masks.distribution import HammingDistribution, hamming_distribution
 from interplab.masks.execution import aggregate, run_execution
 from interplab.masks.hamming import HammingIndex
 from interplab.masks.matrix import FeatureMatrix, load_matrix
@@ -24,8 +25,6 @@ from interplab.masks.neighbors import check_feature_idx, random_features, valida
 from interplab.masks.tiles import TILE_SHAPE
 
 log = logging.getLogger(__name__)
-
-DEFAULT_NULL_SAMPLES = 20
 
 
 def check_null_samples(null_samples: int) -> None:
@@ -233,6 +232,9 @@ def write_outputs(result: dict[str, Any], dist: HammingDistribution, out: Path, 
     files.append(write_markdown_report(sibling(out, ".md"), summary_markdown(result)))
     files.append(sibling(out, ".html"))
     files.append(write_json(out, result))
-    manifest = write_sibling_manifest(sibling(out, ".manifest.json"), command, result["config"], files)
+    od = OutputDir(out.parent, command, result["config"], manifest_name=sibling(out, ".manifest.json").name)
+    for p in files:
+        od.record(p)
+    manifest = od.write_manifest()
     log.info("wrote %s", out)
     return [*files, manifest]

@@ -26,11 +26,12 @@ from interplab.common.markdown_html import write_markdown_report
 from interplab.common.output import OutputDir, output_dir
 from interplab.common.progress import track
 from interplab.masks.components import component_aliases
-from interplab.masks.distribution import DEFAULT_MAX_FEATURES, hamming_distribution
+from interplab.masks.configs import DEFAULT_MAX_FEATURES, DEFAULT_NULL_SAMPLES
+from interplab.masks.distribution import hamming_distribution
 from interplab.masks.execution import Execution, aggregate, analyse_neighborhood, null_draws
 from interplab.masks.hamming import HammingIndex
 from interplab.masks.matrix import load_matrix
-from interplab.masks.multi_exec import DEFAULT_NULL_SAMPLES, check_null_samples
+from interplab.masks.multi_exec import check_null_samples
 from interplab.masks.neighbors import nearest_features, random_features, validate_selection
 from interplab.masks.report import fmt
 

@@ -1,5 +1,10 @@
 """Typer options built from a command's config dataclass, so each option is declared once: the
-default and the help text live on the dataclass field (``metadata={"help": …}``)."""
+default and the help text live on the dataclass field (``metadata={"help": …}``).
+
+The per-option form of :mod:`interplab.common.options` (same ``help``/``flag`` metadata keys, same
+flag naming via :func:`~interplab.common.options.flag_of`) for commands whose signature is written
+by hand (``masks extract``/``diff``/``speedup``); whole-dataclass commands use
+:func:`interplab.common.options.command`."""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import dataclasses
 from typing import Any
 
 import typer
+
+from interplab.common.options import flag_of
 
 
 def field_help(config: type, name: str) -> str:
@@ -18,5 +25,5 @@ def option(config: type, name: str, *flags: str) -> Any:
     """``typer.Option`` with the field's default and help (flags default to ``--field-name``)."""
     f = config.__dataclass_fields__[name]
     default = f.default if f.default is not dataclasses.MISSING else ...
-    names = flags or ("--" + name.replace("_", "-"),)
+    names = flags or (flag_of(f),)
     return typer.Option(default, *names, help=field_help(config, name))

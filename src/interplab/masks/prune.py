@@ -8,19 +8,15 @@ leaves partial files behind.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from interplab.common.atomic import save_tensor, umask_mode, write_json
+from interplab.common.atomic import save_tensor, staged_folder, write_json
 from interplab.common.errors import InterplabError, one_of
 from interplab.common.markdown_html import write_markdown_report
 from interplab.common.models import LoadedModel, find_blocks, load_model
@@ -98,30 +94,6 @@ def _check_model(loaded: LoadedModel, structure: Structure, seqlen: int) -> tupl
     if limit is not None and seqlen > limit:
         raise InterplabError(f"--seqlen {seqlen}: {loaded.name} accepts at most {limit} positions")
     return path, blocks
-
-
-@contextlib.contextmanager
-def _staged_folder(out: Path, name: str) -> Iterator[Path]:
-    """A hidden staging folder in ``out`` renamed onto ``out/name`` on success, removed on failure."""
-    created_out = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out))
-    staging.chmod(umask_mode(directory=True))  # mkdtemp makes it private; outputs are shared
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        if created_out and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
-        raise
-    final = out / name
-    old = None
-    if final.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=out))
-        final.rename(old / name)
-    staging.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def prune_model(
@@ -207,7 +179,7 @@ def prune_model(
         "sparsegpt_reference_count": sparsegpt_reference_count,
         "out": str(out),
     }
-    with _staged_folder(out, method) as staging, output_dir(staging, "masks prune", arguments) as od:
+    with staged_folder(out, method) as staging, output_dir(staging, "masks prune", arguments) as od:
         with od.timed("quality_before"):
             before = snapshot(loaded.model, calib.held_out, loaded.is_causal, batch_size)
 

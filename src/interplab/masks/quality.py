@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from interplab.masks.calibration import model_forward_kwargs
+from interplab.common.models import forward_kwargs
 
 
 def relative_output_error(weight: torch.Tensor, pruned: torch.Tensor, gram: torch.Tensor) -> float:
@@ -56,7 +56,7 @@ class QualityResult:
 def snapshot(model: nn.Module, windows: torch.Tensor, is_causal: bool, batch_size: int) -> Snapshot:
     """Run the model on ``windows`` [n, seqlen]: next-token NLL for causal LMs, final hidden states."""
     device = next(model.parameters()).device
-    extra = model_forward_kwargs(model)
+    extra = forward_kwargs(model)
     nll = 0.0
     count = 0
     hidden: list[torch.Tensor] = []

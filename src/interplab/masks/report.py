@@ -26,7 +26,7 @@ import numpy as np
 from interplab.common.atomic import write_text
 from interplab.common.errors import InterplabError
 from interplab.common.markdown_html import write_markdown_report
-from interplab.common.output import write_sibling_manifest
+from interplab.common.output import OutputDir
 
 log = logging.getLogger(__name__)
 
@@ -369,14 +369,16 @@ def comparative_report(results_dir: str | Path, out: str | Path | None = None) -
         odir / "comparative_report.html",
         write_text(odir / "comparative_report.csv", render_csv(rows)),
     ]
-    write_sibling_manifest(
-        odir / "comparative_report.manifest.json",
+    od = OutputDir(
+        odir,
         "masks report",
         {"results_dir": str(rdir), "out": str(odir)},
-        files,
         started=started,
-        extra={"overlaps": [dataclasses.asdict(o) for o in overlaps], "skipped": skipped},
+        manifest_name="comparative_report.manifest.json",
     )
+    for f in files:
+        od.record(f)
+    od.write_manifest({"overlaps": [dataclasses.asdict(o) for o in overlaps], "skipped": skipped})
     return ComparativeReport(rows, overlaps, notes, files)
 
 

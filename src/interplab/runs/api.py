@@ -7,6 +7,8 @@ event files or an MLflow store) read other trackers (:mod:`interplab.runs.source
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +95,37 @@ def history(run: Run, keys: list[str] | None = None) -> Any:
         )
     cols = ["_step", *[k for k in keys if k != "_step"]] if "_step" in hist.columns else list(keys)
     return hist.loc[:, cols]
+
+
+def split_values(values: Sequence[str] | None) -> list[str]:
+    """Flatten repeated and comma-separated option values: ``["a,b", "c"]`` → ``["a", "b", "c"]``."""
+    return [v.strip() for item in values or [] for v in str(item).split(",") if v.strip()]
+
+
+def parse_filter(text: str | None) -> dict[str, Any] | None:
+    """``--filter`` JSON text → dict (W&B Mongo-style filter), with a one-line error."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InterplabError(f"--filter is not valid JSON ({exc.msg} at char {exc.pos}): {text}") from exc
+    if not isinstance(value, dict):
+        raise InterplabError(
+            f'--filter must be a JSON object like {{"config.lr": {{"$gt": 0.001}}}}, got {text}'
+        )
+    return value
+
+
+def load_runs(source: str, tags: Sequence[str] | None = None, filter_json: str | None = None) -> list[Run]:
+    """:func:`interplab.runs.api.fetch_runs` with CLI-style tag and filter options; never empty."""
+    tag_list = split_values(tags)
+    runs = fetch_runs(source, tags_any=tag_list or None, extra_filters=parse_filter(filter_json))
+    if not runs:
+        what = []
+        if tag_list:
+            what.append(f"tags {tag_list}")
+        if filter_json:
+            what.append(f"filter {filter_json}")
+        raise InterplabError(f"no runs in {source} match {' and '.join(what)}")
+    return runs

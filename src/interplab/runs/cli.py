@@ -100,7 +100,8 @@ def diff_command(
     out: Path | None = typer.Option(None, "--out", help="Also write the table (.csv or .parquet)."),
 ) -> None:
     """Config keys whose values differ between the runs (one row per run)."""
-    from interplab.runs.commands import runs_diff, write_frame
+    from interplab.runs.commands import runs_diff
+    from interplab.runs.frames import write_frame
 
     df = runs_diff(source, tag, filter)
     if out is not None:
@@ -271,7 +272,7 @@ def stats_command(
     filter: str | None = FILTER,
 ) -> None:
     """Statistics across seeds: bootstrap intervals, IQM, P(improvement), permutation tests, seeds needed."""
-    from interplab.runs.commands import split_values
+    from interplab.runs.api import split_values
     from interplab.runs.stats_report import StatsOptions, runs_stats
 
     opts = StatsOptions(
@@ -311,7 +312,7 @@ def sweep_command(
     filter: str | None = FILTER,
 ) -> None:
     """Sweep analysis: hyperparameter importance, partial dependence, best so far, parallel coordinates."""
-    from interplab.runs.commands import split_values
+    from interplab.runs.api import split_values
     from interplab.runs.sweep import SweepOptions, runs_sweep
 
     opts = SweepOptions(goal=goal, final=final, seed_keys=split_values(seed_keys))

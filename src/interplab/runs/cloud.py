@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -29,6 +31,13 @@ from interplab.common.errors import InterplabError
 from interplab.runs.cache import HistoryCache, cloud_key
 from interplab.runs.records import HistoryColumns, build_history_frame
 from interplab.runs.run import Run
+from interplab.runs.tables import (
+    concat_tables,
+    increment_span,
+    pick_step,
+    table_json_to_frame,
+    table_steps,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +53,11 @@ class CloudHandle:
 
     api: Any
     run: Any
+
+    def table(self, run: Run, key: str, step: int | None) -> pd.DataFrame:
+        """Table ``key`` at ``step`` of ``run`` (what :func:`interplab.runs.tables.get_table` asks
+        a run's handle for)."""
+        return cloud_table(run, key, step)
 
 
 def parse_cloud_source(source: str) -> tuple[str, str]:
@@ -312,17 +326,6 @@ def cloud_table(run: Run, key: str, step: int | None) -> pd.DataFrame:
     name rebuilt from the key (W&B sanitises keys with ``/`` or spaces, and a table inside a
     nested dict is logged under its dotted path). Incremental tables concatenate their increments.
     """
-    import tempfile
-    from pathlib import Path
-
-    from interplab.runs.tables import (
-        concat_tables,
-        increment_span,
-        pick_step,
-        table_json_to_frame,
-        table_steps,
-    )
-
     handle: CloudHandle = run.handle
     steps = table_steps(run, key)
     i = pick_step(steps, run, key, step)

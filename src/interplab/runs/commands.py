@@ -7,88 +7,18 @@ validates everything before writing, and writes atomically.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from interplab.common.errors import InterplabError
-from interplab.runs.run import Run
+from interplab.runs.api import load_runs, split_values
+from interplab.runs.frames import EXPORT_SUFFIXES, check_suffix, runs_frame, write_frame
 from interplab.runs.runlist import SKIPPED_ATTR, skipped_lines, skipped_of
-
-EXPORT_SUFFIXES = (".parquet", ".csv")
-
-
-def split_values(values: Sequence[str] | None) -> list[str]:
-    """Flatten repeated and comma-separated option values: ``["a,b", "c"]`` → ``["a", "b", "c"]``."""
-    return [v.strip() for item in values or [] for v in str(item).split(",") if v.strip()]
-
-
-def parse_filter(text: str | None) -> dict[str, Any] | None:
-    """``--filter`` JSON text → dict (W&B Mongo-style filter), with a one-line error."""
-    if text is None or not text.strip():
-        return None
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InterplabError(f"--filter is not valid JSON ({exc.msg} at char {exc.pos}): {text}") from exc
-    if not isinstance(value, dict):
-        raise InterplabError(
-            f'--filter must be a JSON object like {{"config.lr": {{"$gt": 0.001}}}}, got {text}'
-        )
-    return value
-
-
-def load_runs(source: str, tags: Sequence[str] | None = None, filter_json: str | None = None) -> list[Run]:
-    """:func:`interplab.runs.api.fetch_runs` with CLI-style tag and filter options; never empty."""
-    from interplab.runs.api import fetch_runs
-
-    tag_list = split_values(tags)
-    runs = fetch_runs(source, tags_any=tag_list or None, extra_filters=parse_filter(filter_json))
-    if not runs:
-        what = []
-        if tag_list:
-            what.append(f"tags {tag_list}")
-        if filter_json:
-            what.append(f"filter {filter_json}")
-        raise InterplabError(f"no runs in {source} match {' and '.join(what)}")
-    return runs
-
-
-def last_step(run: Run) -> int | None:
-    """The last logged step (from the summary's ``_step``)."""
-    step = run.summary.get("_step")
-    return int(step) if isinstance(step, int | float) else None
-
-
-def run_identity(run: Run, tag_sep: str = ", ") -> dict[str, Any]:
-    """The columns that name a run in tables: id, name, state, tags (joined) and last step."""
-    return {
-        "id": run.id,
-        "name": run.name,
-        "state": run.state,
-        "tags": tag_sep.join(run.tags),
-        "steps": last_step(run),
-    }
-
-
-def runs_frame(runs: Sequence[Run], metrics: Sequence[str] = ()) -> pd.DataFrame:
-    """One row per run: id, name, state, tags, last step and the chosen summary metrics."""
-    rows = []
-    for run in runs:
-        row = run_identity(run)
-        for m in metrics:
-            value = run.summary.get(m)
-            row[m] = value if isinstance(value, int | float | str | bool) or value is None else str(value)
-        rows.append(row)
-    df = pd.DataFrame(rows, columns=["id", "name", "state", "tags", "steps", *metrics])
-    if any(len(r.segments) > 1 for r in runs):  # resumed runs: how many folders were merged
-        df.insert(5, "resumed", [f"{len(r.segments)} folders" if len(r.segments) > 1 else "" for r in runs])
-    return df
+from interplab.runs.tables import run_tables
 
 
 def runs_list(
@@ -123,42 +53,6 @@ def runs_diff(source: str, tags: Sequence[str] | None = None, filter_json: str |
     return differing_config(load_runs(source, tags, filter_json))
 
 
-def _check_suffix(out: Path, allowed: Sequence[str], what: str) -> None:
-    if out.suffix.lower() not in allowed:
-        raise InterplabError(f"{what} {out} must end in {' or '.join(allowed)}")
-
-
-def nullable_bools(df: pd.DataFrame) -> pd.DataFrame:
-    """Object columns holding only booleans and gaps as pandas' nullable ``boolean``, so Parquet
-    stores booleans with nulls and CSV writes ``True``/``False``/empty — the same values in both."""
-    fix = {}
-    for col in df.columns:
-        if df[col].dtype == object:
-            values = df[col].to_numpy()
-            present = [v for v in values if v is not None and not (isinstance(v, float) and v != v)]
-            if present and all(isinstance(v, bool | np.bool_) for v in present):
-                fix[col] = pd.array(
-                    [None if v is None or v != v else bool(v) for v in values], dtype="boolean"
-                )
-    return df.assign(**fix) if fix else df
-
-
-def write_frame(df: pd.DataFrame, out: str | os.PathLike[str]) -> Path:
-    """Write ``df`` atomically as Parquet or CSV (by suffix)."""
-    from interplab.common.atomic import write_parquet, write_text
-
-    path = Path(out)
-    _check_suffix(path, EXPORT_SUFFIXES, "--out")
-    df = nullable_bools(df)
-    if path.suffix.lower() == ".csv":
-        return write_text(path, df.to_csv(index=False))
-    frame = df.copy()
-    for col in frame.columns:  # Parquet needs one type per column: mixed config values become JSON text
-        if frame[col].dtype == object and frame[col].map(type).nunique() > 1:
-            frame[col] = frame[col].map(lambda v: v if isinstance(v, str) or v is None else json.dumps(v))
-    return write_parquet(path, frame)
-
-
 def runs_export(
     source: str,
     metrics: Sequence[str],
@@ -170,7 +64,7 @@ def runs_export(
     """Every logged step of ``metrics`` for the matching runs (``get_runs_data``) → ``out``."""
     from interplab.runs.frames import get_runs_data
 
-    _check_suffix(Path(out), EXPORT_SUFFIXES, "--out")
+    check_suffix(Path(out), EXPORT_SUFFIXES, "--out")
     names = split_values(metrics)
     if not names:
         raise InterplabError("--metrics is empty; name at least one logged metric")
@@ -195,7 +89,7 @@ def parse_phases(text: str | None) -> str | list[float] | None:
 
 def _figure_out(out: str | os.PathLike[str]) -> Path:
     path = Path(out)
-    _check_suffix(path, (".pdf", ".png"), "--out")
+    check_suffix(path, (".pdf", ".png"), "--out")
     return path
 
 
@@ -263,20 +157,6 @@ def runs_plot(
         ci=ci,
     )
     return PlotResult(save_figure(fig, path), fig, skipped_lines(runs))
-
-
-def run_tables(
-    run: Run, steps: Sequence[int] | None, key: str = "val_attention_weights"
-) -> dict[int, pd.DataFrame]:
-    """The tables ``key`` of ``run`` at ``steps`` (None: the last logged) as {step: DataFrame}."""
-    from interplab.runs.tables import get_table, table_steps
-
-    if not steps:
-        logged = table_steps(run, key)["step"].tolist()
-        if not logged:
-            raise InterplabError(f"no table {key!r} logged in run {run.label}")
-        steps = [int(logged[-1])]
-    return {int(s): get_table(run, key, int(s)) for s in steps}
 
 
 def runs_heads(

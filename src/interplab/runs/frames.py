@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +16,8 @@ from interplab.common.errors import InterplabError
 from interplab.runs.records import flatten, logged_mask
 from interplab.runs.run import Run
 from interplab.runs.runlist import SKIPPED_ATTR, skipped_of
+
+EXPORT_SUFFIXES = (".parquet", ".csv")
 
 RUN_ID = "_run_id"
 RUN_NAME = "_run_name"
@@ -270,3 +274,72 @@ def aggregate(
     if np.all(np.mod(out[step_key].to_numpy(), 1) == 0):
         out[step_key] = out[step_key].astype(np.int64)
     return out
+
+
+def last_step(run: Run) -> int | None:
+    """The last logged step (from the summary's ``_step``)."""
+    step = run.summary.get("_step")
+    return int(step) if isinstance(step, int | float) else None
+
+
+def run_identity(run: Run, tag_sep: str = ", ") -> dict[str, Any]:
+    """The columns that name a run in tables: id, name, state, tags (joined) and last step."""
+    return {
+        "id": run.id,
+        "name": run.name,
+        "state": run.state,
+        "tags": tag_sep.join(run.tags),
+        "steps": last_step(run),
+    }
+
+
+def runs_frame(runs: Sequence[Run], metrics: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per run: id, name, state, tags, last step and the chosen summary metrics."""
+    rows = []
+    for run in runs:
+        row = run_identity(run)
+        for m in metrics:
+            value = run.summary.get(m)
+            row[m] = value if isinstance(value, int | float | str | bool) or value is None else str(value)
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=["id", "name", "state", "tags", "steps", *metrics])
+    if any(len(r.segments) > 1 for r in runs):  # resumed runs: how many folders were merged
+        df.insert(5, "resumed", [f"{len(r.segments)} folders" if len(r.segments) > 1 else "" for r in runs])
+    return df
+
+
+def check_suffix(out: Path, allowed: Sequence[str], what: str) -> None:
+    """One-line error unless ``out`` ends in one of ``allowed``."""
+    if out.suffix.lower() not in allowed:
+        raise InterplabError(f"{what} {out} must end in {' or '.join(allowed)}")
+
+
+def nullable_bools(df: pd.DataFrame) -> pd.DataFrame:
+    """Object columns holding only booleans and gaps as pandas' nullable ``boolean``, so Parquet
+    stores booleans with nulls and CSV writes ``True``/``False``/empty — the same values in both."""
+    fix = {}
+    for col in df.columns:
+        if df[col].dtype == object:
+            values = df[col].to_numpy()
+            present = [v for v in values if v is not None and not (isinstance(v, float) and v != v)]
+            if present and all(isinstance(v, bool | np.bool_) for v in present):
+                fix[col] = pd.array(
+                    [None if v is None or v != v else bool(v) for v in values], dtype="boolean"
+                )
+    return df.assign(**fix) if fix else df
+
+
+def write_frame(df: pd.DataFrame, out: str | os.PathLike[str]) -> Path:
+    """Write ``df`` atomically as Parquet or CSV (by suffix)."""
+    from interplab.common.atomic import write_parquet, write_text
+
+    path = Path(out)
+    check_suffix(path, EXPORT_SUFFIXES, "--out")
+    df = nullable_bools(df)
+    if path.suffix.lower() == ".csv":
+        return write_text(path, df.to_csv(index=False))
+    frame = df.copy()
+    for col in frame.columns:  # Parquet needs one type per column: mixed config values become JSON text
+        if frame[col].dtype == object and frame[col].map(type).nunique() > 1:
+            frame[col] = frame[col].map(lambda v: v if isinstance(v, str) or v is None else json.dumps(v))
+    return write_parquet(path, frame)

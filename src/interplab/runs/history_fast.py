@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from interplab.runs import wire_kernels as wk
-from interplab.runs.leveldb_log import _TYPE_CRC, FILE_HEADER_LEN, check_file_header
+from interplab.runs.leveldb_log import FILE_HEADER_LEN, TYPE_CRC, check_file_header
 from interplab.runs.records import (
     RunLog,
     RunLogBuilder,
@@ -35,7 +35,7 @@ from interplab.runs.records import (
 
 logger = logging.getLogger(__name__)
 
-_SEEDS = np.array([_TYPE_CRC[t] for t in range(5)], dtype=np.uint32)
+_SEEDS = np.array([TYPE_CRC[t] for t in range(5)], dtype=np.uint32)
 
 
 class _Fallback(Exception):

@@ -37,12 +37,13 @@ BLOCK_LEN = 32768
 CHUNK_HEADER_LEN = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 _CHUNK = struct.Struct("<IHB")
-_TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (0, FULL, FIRST, MIDDLE, LAST)}
+# CRC32 of each chunk-type byte: the seed of every chunk checksum (readers vectorise with it)
+TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (0, FULL, FIRST, MIDDLE, LAST)}
 
 
 def chunk_crc(kind: int, data: bytes | memoryview) -> int:
     """CRC-32 (IEEE, unmasked) of the type byte followed by the data, as W&B writes it."""
-    return zlib.crc32(data, _TYPE_CRC.get(kind, zlib.crc32(bytes([kind]))))
+    return zlib.crc32(data, TYPE_CRC.get(kind, zlib.crc32(bytes([kind]))))
 
 
 @dataclass
@@ -107,7 +108,7 @@ def scan_log(data: bytes, path: str | Path = "<bytes>") -> LogScan:
     pending: list[bytes] | None = None  # pieces of a FIRST…LAST record
     unpack = _CHUNK.unpack_from
     crc32 = zlib.crc32
-    seeds = _TYPE_CRC
+    seeds = TYPE_CRC
     view = memoryview(data)
     spans, order = scan.spans, scan.order
     while True:

@@ -200,10 +200,8 @@ def offline_runs(source: str | Path, cache: HistoryCache | None = None) -> RunLi
     undecodable = [d.error for d in skipped if d.error is not None]
     if undecodable and len(undecodable) == len(decoded):
         raise undecodable[0]
-    for s in skipped:
-        logger.warning("skipped run %s", s.describe())
-    if skipped:
-        logger.warning("skipped %d of %d W&B logs (listed above)", len(skipped), len(logs))
+    for i, s in enumerate(skipped, 1):
+        logger.warning("skipped %d of %d W&B logs: run %s", i, len(logs), s.describe())
     good = [(d, f) for d, f in zip(decoded, logs, strict=True) if isinstance(d, RunLog)]
     runs = []
     for group in group_segments(good):

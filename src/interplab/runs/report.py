@@ -29,7 +29,7 @@ import html
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -99,8 +99,7 @@ def choose_metrics(runs: Sequence[Run]) -> tuple[list[str], list[str]]:
 
 def summary_frame(runs: Sequence[Run]) -> pd.DataFrame:
     """runs.csv: id, name, state, tags, steps, ``cfg.*`` (flattened) and scalar summary values."""
-    from interplab.runs.commands import run_identity
-    from interplab.runs.frames import flat_config
+    from interplab.runs.frames import flat_config, run_identity
 
     rows = []
     for run in runs:
@@ -149,17 +148,124 @@ def head_steps(logged: Sequence[int], boundaries: Sequence[float], n: int = HEAD
     return sorted(chosen)[: max(n, len(boundaries) + 2)]
 
 
-def _save(fig: Any, out: Path, rel: str, section: str, title: str, figures: list[Figure], od: Any) -> None:
-    from interplab.common.figures import save_figure
-
-    paths = save_figure(fig, out / rel)
-    for p in paths:
-        od.record(p)
-    figures.append(Figure(section, title, f"{rel}.png", f"{rel}.pdf"))
-
-
 def _phase_dicts(phases: Sequence[Any]) -> list[dict[str, Any]]:
     return [dataclasses.asdict(p) for p in phases]
+
+
+KL_LABEL = "KL(estimator ‖ model) [nats]"
+
+
+@dataclasses.dataclass
+class ReportContext:
+    """What every section builder reads (runs, their tidy frame, the chosen metrics) and where it
+    writes (``od``; each figure is added to ``figures``, phases to ``phases``, page fragments to
+    ``html``)."""
+
+    runs: list[Run]
+    df: pd.DataFrame
+    kl: list[str]
+    others: list[str]
+    group_keys: list[str]
+    od: Any
+    table_key: str
+    n_head_steps: int
+    source: str = ""
+    figures: list[Figure] = dataclasses.field(default_factory=list)
+    phases: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: HTML fragments shown after the phases, before the figures (statistics, sweep)
+    html: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def phase_spec(self) -> str | None:
+        return "auto" if self.kl else None
+
+    def save(self, fig: Any, rel: str, section: str, title: str) -> None:
+        """Save ``fig`` as ``rel``.png/.pdf, record both and list it under ``section``."""
+        from interplab.common.figures import save_figure
+
+        for p in save_figure(fig, self.od.path / rel):
+            self.od.record(p)
+        self.figures.append(Figure(section, title, f"{rel}.png", f"{rel}.pdf"))
+
+
+def training_curves(ctx: ReportContext) -> None:
+    """KL curves over all runs with automatic phases, then the other metrics."""
+    from interplab.runs.phases import auto_phases
+
+    if ctx.kl:
+        ctx.phases["overall"] = _phase_dicts(auto_phases(ctx.df, ctx.kl))
+        fig = curves_figure(ctx.df, ctx.kl, phases=ctx.phase_spec, ylabel=KL_LABEL)
+        ctx.save(
+            fig, "figures/kl_divergence", "Training curves", "KL divergence to the in-context estimators"
+        )
+    for m in ctx.others:
+        fig = curves_figure(ctx.df, [m], phases=ctx.phase_spec, phase_metrics=ctx.kl or None)
+        rel = "figures/val_loss" if m == "val_loss" else f"figures/metrics/{_safe(m)}"
+        ctx.save(fig, rel, "Training curves", m)
+
+
+def grouped_curves(ctx: ReportContext) -> None:
+    """The same curves grouped by each differing config key, with phases per group value."""
+    from interplab.runs.phases import auto_phases
+
+    for key in ctx.group_keys:
+        short = key.removeprefix("cfg.")
+        section = f"Grouped by {short}"
+        if ctx.kl:
+            fig = curves_figure(ctx.df, ctx.kl, group_by=key, phases=ctx.phase_spec, ylabel=KL_LABEL)
+            ctx.save(fig, f"figures/by_{_safe(short)}/kl_divergence", section, "KL divergence")
+            ctx.phases["by_group"][short] = {
+                str(v): _phase_dicts(auto_phases(sub, ctx.kl)) for v, sub in ctx.df.groupby(key, sort=True)
+            }
+        for m in ctx.others:
+            fig = curves_figure(
+                ctx.df, [m], group_by=key, phases=ctx.phase_spec, phase_metrics=ctx.kl or None
+            )
+            ctx.save(fig, f"figures/by_{_safe(short)}/{_safe(m)}", section, m)
+
+
+def statistics(ctx: ReportContext) -> None:
+    """``stats/`` (statistics across seeds of the main metric) and ``sweep/`` (the sweep page), each
+    written only when the runs allow it; their figures and comparison numbers go on the page."""
+    from interplab.runs.report_stats import stats_section, sweep_section
+
+    main_metric = "val_loss" if "val_loss" in ctx.others else (ctx.kl or ctx.others)[0]
+    stat_figs, fragment = stats_section(ctx.df, main_metric, ctx.od.path, ctx.od)
+    ctx.figures.extend(Figure(sec, title, f"{stem}.png", f"{stem}.pdf") for sec, title, stem in stat_figs)
+    ctx.html.append(fragment)
+    ctx.html.append(sweep_section(ctx.runs, main_metric, ctx.od.path, ctx.od, ctx.source))
+
+
+def attention_heads(ctx: ReportContext) -> None:
+    """Per-run phases; attention heads of every run at a few steps, the per-head grid once."""
+    from interplab.runs.heads import combined_heads_figure, separated_heads_figure
+    from interplab.runs.phases import auto_phases, phase_boundaries
+    from interplab.runs.tables import run_tables, table_keys, table_steps
+
+    for run in ctx.runs:
+        run_phases = auto_phases(ctx.df[ctx.df["_run_id"] == run.id], ctx.kl) if ctx.kl else []
+        ctx.phases["by_run"][run.id] = _phase_dicts(run_phases)
+        if ctx.table_key not in table_keys(run):
+            continue
+        logged = [int(s) for s in table_steps(run, ctx.table_key)["step"].tolist()]
+        steps = head_steps(logged, phase_boundaries(run_phases), ctx.n_head_steps)
+        tables = run_tables(run, steps, ctx.table_key)
+        title = f"{run.name} ({run.id})"
+        fig = combined_heads_figure(tables, title=title)
+        ctx.save(fig, f"figures/heads/{_safe(run.id)}_combined", "Attention heads", title)
+        if run is not ctx.runs[0]:
+            continue  # the per-head grid once, for the first run (each figure costs ~1 s)
+        fig = separated_heads_figure(tables, title=title)
+        ctx.save(fig, f"figures/heads/{_safe(run.id)}_separated", "Attention heads", f"{title}, per head")
+
+
+# the report's sections in page order: (timing name, builder); a new plot is one builder here
+SECTIONS: list[tuple[str, Callable[[ReportContext], None]]] = [
+    ("curves", training_curves),
+    ("grouped_curves", grouped_curves),
+    ("statistics", statistics),
+    ("heads", attention_heads),
+]
 
 
 def runs_report(
@@ -173,102 +279,31 @@ def runs_report(
     """Write every figure for the runs of ``source`` and an index page into ``out``."""
     from interplab.common.atomic import write_json, write_text
     from interplab.common.output import output_dir
-    from interplab.runs.commands import load_runs, run_tables, write_frame
-    from interplab.runs.frames import get_runs_data
-    from interplab.runs.heads import combined_heads_figure, separated_heads_figure
-    from interplab.runs.phases import auto_phases, phase_boundaries
-    from interplab.runs.tables import table_keys, table_steps
+    from interplab.runs.api import load_runs
+    from interplab.runs.frames import get_runs_data, write_frame
 
     runs = load_runs(source, tags, filter_json)
     kl, others = choose_metrics(runs)
     df = get_runs_data(runs, [*kl, *others])
-    keys = group_keys(runs)
     out = Path(out)
-    figures: list[Figure] = []
-    phases: dict[str, Any] = {"metrics": kl, "overall": [], "by_group": {}, "by_run": {}}
     arguments = {"source": source, "tags": list(tags or []), "filter": filter_json, "table_key": table_key}
     with output_dir(out, "runs report", arguments) as od:
+        ctx = ReportContext(
+            list(runs), df, kl, others, group_keys(runs), od, table_key, n_head_steps, source=source
+        )
+        ctx.phases = {"metrics": kl, "overall": [], "by_group": {}, "by_run": {}}
         with od.timed("tables"):
             write_frame(summary_frame(runs), od.file("runs.csv"))
             write_frame(df, od.file("history.parquet"))
-        with od.timed("curves"):
-            spec = "auto" if kl else None
-            if kl:
-                phases["overall"] = _phase_dicts(auto_phases(df, kl))
-                fig = curves_figure(df, kl, phases=spec, ylabel="KL(estimator ‖ model) [nats]")
-                _save(
-                    fig,
-                    out,
-                    "figures/kl_divergence",
-                    "Training curves",
-                    "KL divergence to the in-context estimators",
-                    figures,
-                    od,
-                )
-            for m in others:
-                fig = curves_figure(df, [m], phases=spec, phase_metrics=kl or None)
-                rel = "figures/val_loss" if m == "val_loss" else f"figures/metrics/{_safe(m)}"
-                _save(fig, out, rel, "Training curves", m, figures, od)
-            for key in keys:
-                short = key.removeprefix("cfg.")
-                section = f"Grouped by {short}"
-                if kl:
-                    fig = curves_figure(
-                        df, kl, group_by=key, phases=spec, ylabel="KL(estimator ‖ model) [nats]"
-                    )
-                    _save(
-                        fig,
-                        out,
-                        f"figures/by_{_safe(short)}/kl_divergence",
-                        section,
-                        "KL divergence",
-                        figures,
-                        od,
-                    )
-                    phases["by_group"][short] = {
-                        str(v): _phase_dicts(auto_phases(sub, kl)) for v, sub in df.groupby(key, sort=True)
-                    }
-                for m in others:
-                    fig = curves_figure(df, [m], group_by=key, phases=spec, phase_metrics=kl or None)
-                    _save(fig, out, f"figures/by_{_safe(short)}/{_safe(m)}", section, m, figures, od)
-        with od.timed("statistics"):
-            from interplab.runs.report_stats import stats_section, sweep_section
-
-            main_metric = "val_loss" if "val_loss" in others else (kl or others)[0]
-            stat_figs, extra_html = stats_section(df, main_metric, out, od)
-            figures.extend(Figure(sec, title, f"{stem}.png", f"{stem}.pdf") for sec, title, stem in stat_figs)
-            extra_html += sweep_section(runs, main_metric, out, od, source)
-        with od.timed("heads"):
-            for run in runs:
-                run_phases = auto_phases(df[df["_run_id"] == run.id], kl) if kl else []
-                phases["by_run"][run.id] = _phase_dicts(run_phases)
-                if table_key not in table_keys(run):
-                    continue
-                logged = [int(s) for s in table_steps(run, table_key)["step"].tolist()]
-                steps = head_steps(logged, phase_boundaries(run_phases), n_head_steps)
-                tables = run_tables(run, steps, table_key)
-                section = "Attention heads"
-                title = f"{run.name} ({run.id})"
-                fig = combined_heads_figure(tables, title=title)
-                _save(fig, out, f"figures/heads/{_safe(run.id)}_combined", section, title, figures, od)
-                if run is not runs[0]:
-                    continue  # the per-head grid once, for the first run (each figure costs ~1 s)
-                fig = separated_heads_figure(tables, title=title)
-                _save(
-                    fig,
-                    out,
-                    f"figures/heads/{_safe(run.id)}_separated",
-                    section,
-                    f"{title}, per head",
-                    figures,
-                    od,
-                )
-        write_json(od.file("phases.json"), phases)
+        for name, build in SECTIONS:
+            with od.timed(name):
+                build(ctx)
+        write_json(od.file("phases.json"), ctx.phases)
         write_text(
             od.file("index.html"),
-            render_index(source, runs, figures, phases, summary_frame(runs), extra_html),
+            render_index(source, runs, ctx.figures, ctx.phases, summary_frame(runs), "".join(ctx.html)),
         )
-    return ReportResult(out, len(runs), figures, phases)
+    return ReportResult(out, len(runs), ctx.figures, ctx.phases)
 
 
 def _phase_text(phases: Sequence[dict[str, Any]]) -> str:

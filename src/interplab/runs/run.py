@@ -45,7 +45,8 @@ class Run:
     summary_source: str = "logged"
     #: offline: every ``run-<id>.wandb`` of this id in start-time order (several when resumed)
     segments: list[Path] = field(default_factory=list)
-    #: cloud: the ``wandb.apis.public.Run``; offline: None
+    #: cloud: a ``CloudHandle`` (API + ``wandb.apis.public.Run``; its ``.table(run, key, step)``
+    #: fetches a logged table); offline: None
     handle: Any = field(default=None, repr=False, compare=False)
     _history: pd.DataFrame | None = field(default=None, repr=False, compare=False)
     _loader: Callable[[Run], pd.DataFrame] | None = field(default=None, repr=False, compare=False)

@@ -449,8 +449,11 @@ def band_frame(
     """Per (group value, step): ``step``, ``group_by``, ``mean``, ``low``, ``high``, ``n`` and ``runs``
     (runs in the group) for a curve with a band: ``ci`` = percentile bootstrap interval of the mean
     (runs resampled within the group), ``se`` = mean ± standard error, ``std`` = mean ± std,
-    ``none`` = no band. Runs are put on one grid by interpolation, as :func:`frames.aggregate`."""
+    ``none`` = no band. Runs are put on one grid by interpolation, as :func:`frames.aggregate`.
+    A frame without ``_run_id`` (not from :func:`get_runs_data`) is one run."""
     one_of(band, list(BANDS), "--band")
+    if RUN_ID not in df.columns:
+        df = df.assign(**{RUN_ID: "run"})
     cfg = StatsConfig(ci=ci, n_boot=n_boot, seed=seed)
     cfg.check()
     data = df.loc[df[metric].notna()]

@@ -291,7 +291,7 @@ def runs_stats(
 ) -> StatsResult:
     """Statistics across seeds of ``metric`` for the runs of ``source`` → the folder ``out``."""
     from interplab.common.output import output_dir
-    from interplab.runs.commands import load_runs
+    from interplab.runs.api import load_runs
     from interplab.runs.frames import get_runs_data
 
     opts = opts or StatsOptions()

@@ -395,7 +395,7 @@ def write_sweep(res: SweepResult, out: Path, source: str, od: Any) -> list[Path]
     """Every file of the sweep folder through the open output dir ``od``."""
     from interplab.common.atomic import write_parquet, write_text
     from interplab.common.figures import save_figure
-    from interplab.runs.commands import write_frame
+    from interplab.runs.frames import write_frame
 
     files = [
         write_frame(res.table, od.file("sweep.csv")),
@@ -421,7 +421,7 @@ def runs_sweep(
 ) -> SweepResult:
     """The sweep analysis of ``metric`` over the runs of ``source`` → the folder ``out``."""
     from interplab.common.output import output_dir
-    from interplab.runs.commands import load_runs
+    from interplab.runs.api import load_runs
 
     opts = opts or SweepOptions()
     res = compute_sweep(load_runs(source, tags, filter_json), metric, opts)

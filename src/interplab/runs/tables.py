@@ -3,13 +3,14 @@
 A logged table appears in the history row that logged it as nested keys ``<key>._type`` =
 ``"table-file"`` and ``<key>.path`` = ``media/table/<key>_<step>_<hash>.table.json``. Offline we
 read that file under the run's ``files/`` folder (found through the history row, never by parsing
-the file name); online the table lives in the run's artifact ``run-<id>-<key>`` whose versions
-follow the logging order (see :mod:`interplab.runs.cloud`).
+the file name); online a run's handle downloads the same run file through the client
+(:meth:`interplab.runs.cloud.CloudHandle.table`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +119,8 @@ def read_table_file(path: Path) -> pd.DataFrame:
 
 def get_table(run: Run, key: str = "val_attention_weights", step: int | None = None) -> pd.DataFrame:
     """The table ``key`` logged at ``step`` (None → the last logged) as a DataFrame."""
-    if run.handle is not None:
-        from interplab.runs.cloud import cloud_table
-
-        return cloud_table(run, key, step)
+    if run.handle is not None:  # a server run: its handle fetches the table
+        return run.handle.table(run, key, step)
     steps = table_steps(run, key)
     i = pick_step(steps, run, key, step)
     if run.files_dir is None:
@@ -141,3 +140,15 @@ def run_file(run: Run, relpath: str) -> Path:
         if candidate.is_file():
             return candidate
     return first
+
+
+def run_tables(
+    run: Run, steps: Sequence[int] | None, key: str = "val_attention_weights"
+) -> dict[int, pd.DataFrame]:
+    """The tables ``key`` of ``run`` at ``steps`` (None: the last logged) as {step: DataFrame}."""
+    if not steps:
+        logged = table_steps(run, key)["step"].tolist()
+        if not logged:
+            raise InterplabError(f"no table {key!r} logged in run {run.label}")
+        steps = [int(logged[-1])]
+    return {int(s): get_table(run, key, int(s)) for s in steps}

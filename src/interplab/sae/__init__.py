@@ -17,6 +17,9 @@ _EXPORTS = {
     "train_sae": "interplab.sae.train",
     "SAEAnalyzer": "interplab.sae.analyzer",
     "run_comprehensive_analysis": "interplab.sae.analyzer",
+    "run_analysis": "interplab.sae.analyzer",
+    "AnalysisConfig": "interplab.sae.configs",
+    "TrainConfig": "interplab.sae.configs",
     "run_sae_demo": "interplab.sae.analyzer",
     "ActivationDatabase": "interplab.sae.activation_db",
 }

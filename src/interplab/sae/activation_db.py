@@ -31,12 +31,13 @@ import pyarrow.parquet as pq
 
 from interplab.common.atomic import atomic_path, write_json
 from interplab.common.errors import InterplabError, require
+from interplab.sae.layout import DATABASE, DB_MANIFEST, DB_SUBFOLDERS, db_shard_paths
 
 log = logging.getLogger(__name__)
 
 DB_FORMAT = "interplab-activation-db"
 DB_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = DB_MANIFEST
 ROW_GROUP_ROWS = 65_536  # activation rows are sorted by (feature, token_idx) inside a shard, so a
 # query for one feature reads only the row groups whose min/max feature statistics include it
 
@@ -138,7 +139,7 @@ class ActivationDBWriter:
         return self.windows_done >= self.n_windows
 
     def _clear(self) -> None:
-        for sub in ("activations", "tokens", "state"):
+        for sub in DB_SUBFOLDERS:
             folder = self.path / sub
             if folder.is_dir():
                 for f in folder.iterdir():
@@ -150,7 +151,7 @@ class ActivationDBWriter:
         """Delete shard files that no manifest entry lists (left by an interrupted run)."""
         listed = {s.activations for s in self.shards} | {s.tokens for s in self.shards}
         listed |= {s.state for s in self.shards if s.state}
-        for sub in ("activations", "tokens", "state"):
+        for sub in DB_SUBFOLDERS:
             folder = self.path / sub
             if not folder.is_dir():
                 continue
@@ -186,9 +187,7 @@ class ActivationDBWriter:
             token_start=token_start,
             token_end=token_start + n_tokens,
             n_rows=activations.num_rows,
-            activations=f"activations/{name}.parquet",
-            tokens=f"tokens/{name}.parquet",
-            state=f"state/{name}.npz" if state is not None else None,
+            **db_shard_paths(name, with_state=state is not None),  # type: ignore[arg-type]
         )
         self._write_table(shard.activations, activations)
         self._write_table(shard.tokens, tokens)
@@ -267,8 +266,8 @@ class ActivationDatabase:
         import duckdb
 
         self.path = Path(path)
-        if (self.path / "activation_database" / MANIFEST).exists():  # an analysis folder
-            self.path = self.path / "activation_database"
+        if (self.path / DATABASE / MANIFEST).exists():  # an analysis folder
+            self.path = self.path / DATABASE
         self.manifest = read_manifest(self.path)
         self.shards = [Shard(**s) for s in self.manifest.get("shards", [])]
         require(bool(self.shards), f"{self.path}: the activation database has no complete shard")

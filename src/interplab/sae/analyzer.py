@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from interplab.common.atomic import save_npy, write_json, write_jsonl
+from interplab.common.atomic import atomic_path, save_npy, write_json, write_jsonl
 from interplab.common.errors import InterplabError, one_of, require
 from interplab.common.interrupt import resumable
 from interplab.common.markdown_html import html_beside
@@ -29,30 +29,32 @@ from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.overwrite import remove_previous_outputs
 from interplab.common.progress import track
 from interplab.sae import plots
-from interplab.sae.activation_db import ActivationDatabase, ActivationDBWriter
-from interplab.sae.collect import CollectionResult, collect, slice_windows
+from interplab.sae.ablation import ablation_on_subset, ablation_windows
+from interplab.sae.activation_db import ActivationDatabase, ActivationDBWriter, Shard, read_manifest
+from interplab.sae.collect import CollectionResult, collect
+from interplab.sae.configs import AnalysisConfig
 from interplab.sae.cooccurrence import (
     COOCCURRENCE_METRICS,
     dense_metric,
     sparse_metric,
     topk_neighbours,
 )
-from interplab.sae.cooccurrence import DENSE_LIMIT as CO_DENSE_LIMIT
-from interplab.sae.corpus import Batch, TokenWindows, iter_batches, load_windows
+from interplab.sae.cooccurrence import METRICS as COOCCURRENCE_REGISTRY
+from interplab.sae.cooccurrence import row_topk as cooccurrence_row_topk
+from interplab.sae.corpus import TokenWindows, load_windows
 from interplab.sae.formats import load_history, load_sae
-from interplab.sae.metrics import (
-    DEFAULT_EVAL_CONVENTION,
-    EVAL_CONVENTIONS,
-    AblationStats,
-    ablation_losses,
-    clean_forward,
-    sae_splice,
-    zero_ablation,
-)
+from interplab.sae.hooks import resolve_sae_hook
+from interplab.sae.layout import DATABASE, DB_MANIFEST, AnalysisPaths, cooccurrence_key
 from interplab.sae.model import SAE
-from interplab.sae.quick import resolve_sae_hook, validate_run_args
-from interplab.sae.similarity import DENSE_LIMIT as SIM_DENSE_LIMIT
-from interplab.sae.similarity import SIMILARITY_METRICS, similarity_matrix, similarity_topk
+from interplab.sae.report import build_summary, write_readme
+from interplab.sae.similarity import (
+    SIMILARITY_METRICS,
+    larger_is_closer,
+    row_topk,
+    similarity_matrix,
+    similarity_topk,
+)
+from interplab.sae.stats import HIST_EDGES
 from interplab.sae.summaries import (
     SummaryInputs,
     iter_feature_records,
@@ -62,58 +64,6 @@ from interplab.sae.summaries import (
 )
 
 log = logging.getLogger(__name__)
-
-ABLATION_TOKENS = 4096
-ABLATION_FEATURES = 8
-ABLATION_GROUP = 8  # feature variants per forward pass
-HEATMAP_FEATURES = 32
-
-
-@dataclasses.dataclass
-class AnalysisConfig:
-    """Every knob of the analysis (flags of ``interplab sae analyze``)."""
-
-    model_name: str = "minilm"
-    sae_path: str = ""
-    layer: int | None = None
-    hook_name: str | None = "hook_resid_post"
-    data_path: str = "docs"
-    batch_size: int = 8
-    analysis_dir: str = "sae-analysis"
-    context_size: int = 128
-    max_tokens: int | None = None
-    top_k: int = 20
-    similarity: str = "cosine"
-    cooccurrence: tuple[str, ...] = ("phi",)
-    n_neighbours: int = 10
-    similarity_dense_limit: int = SIM_DENSE_LIMIT
-    cooccurrence_dense_limit: int = CO_DENSE_LIMIT
-    ablation_tokens: int = ABLATION_TOKENS
-    ablation_features: int = ABLATION_FEATURES
-    context_radius: int = 10
-    shard_tokens: int = 32_768
-    overwrite: bool = False
-    dtype: str = "float32"
-    eval_convention: str = DEFAULT_EVAL_CONVENTION
-
-    def validate(self) -> None:
-        validate_run_args(self.batch_size, self.context_size, self.max_tokens)
-        one_of(self.eval_convention, EVAL_CONVENTIONS, "--eval-convention")
-        require(bool(str(self.sae_path)), "--sae is required: a folder holding an SAE")
-        one_of(self.similarity, SIMILARITY_METRICS, "similarity metric")
-        require(len(self.cooccurrence) > 0, "--cooccurrence needs at least one of: phi, jaccard, pmi")
-        for m in self.cooccurrence:
-            one_of(m, COOCCURRENCE_METRICS, "co-occurrence metric")
-        for name in ("top_k", "n_neighbours", "shard_tokens"):
-            require(
-                int(getattr(self, name)) >= 1,
-                f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
-            )
-        for name in ("ablation_tokens", "ablation_features", "context_radius"):
-            require(
-                int(getattr(self, name)) >= 0,
-                f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(self, name)}",
-            )
 
 
 @dataclasses.dataclass
@@ -233,7 +183,7 @@ class SAEAnalyzer:
             self.hp,
             self.sae,
             self.windows,
-            self.out / "activation_database",
+            self.out / DATABASE,
             self.fingerprint(),
             batch_size=self.cfg.batch_size,
             top_k=self.cfg.top_k,
@@ -252,7 +202,7 @@ class SAEAnalyzer:
     @property
     def database(self) -> ActivationDatabase:
         """DuckDB queries over the activation database."""
-        return ActivationDatabase(self.out / "activation_database")
+        return ActivationDatabase(self.out / DATABASE)
 
     def compute_feature_similarity(
         self, metric: str | None = None
@@ -271,7 +221,7 @@ class SAEAnalyzer:
         metric = metric or self.cfg.similarity
         require(0 <= int(feature) < self.sae.d_sae, f"feature {feature} out of range 0..{self.sae.d_sae - 1}")
         W = self.sae.W_dec.detach()
-        idx, val = _row_topk(W, int(feature), top_k, metric)
+        idx, val = row_topk(W, int(feature), top_k, metric)
         return [{"feature": int(i), "value": float(v)} for i, v in zip(idx, val, strict=True)]
 
     def compute_feature_cooccurrence(self, metric: str = "phi") -> np.ndarray | sp.csr_array:
@@ -292,7 +242,7 @@ class SAEAnalyzer:
         """The ``top_k`` features most co-active with ``feature`` by ``metric``."""
         require(0 <= int(feature) < self.sae.d_sae, f"feature {feature} out of range 0..{self.sae.d_sae - 1}")
         m = self.compute_feature_cooccurrence(metric)
-        idx, val = _cooc_row_topk(m, int(feature), top_k)
+        idx, val = cooccurrence_row_topk(m, int(feature), top_k)
         return [{"feature": int(i), "value": float(v)} for i, v in zip(idx, val, strict=True) if i >= 0]
 
     def compute_sparsity_metrics(self) -> dict[str, Any]:
@@ -326,7 +276,7 @@ class SAEAnalyzer:
                 self.hp,
                 self.sae,
                 self.windows,
-                _ablation_windows(self.windows, n_tokens),
+                ablation_windows(self.windows, n_tokens),
                 self.cfg.batch_size,
                 self.cfg.eval_convention,
             )
@@ -363,232 +313,120 @@ class SAEAnalyzer:
             return _write_everything(self, od, ts)
 
 
-def _row_topk(W: torch.Tensor, feature: int, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    from interplab.sae.similarity import _block, _prepared
-
-    Wp = _prepared(W, metric)
-    sq = (Wp * Wp).sum(dim=1) if metric == "euclidean" else None
-    row = _block(Wp, slice(feature, feature + 1), metric, sq)[0]
-    largest = metric != "euclidean"
-    row[feature] = -torch.inf if largest else torch.inf
-    k = min(k, row.numel() - 1)
-    v, i = torch.topk(row, k, largest=largest)
-    return i.numpy(), v.numpy()
-
-
-def _cooc_row_topk(m: np.ndarray | sp.csr_array, feature: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    if sp.issparse(m):
-        row = sp.csr_array(m[[feature], :])
-        cols, vals = row.indices, row.data
-    else:
-        cols, vals = np.arange(m.shape[1]), np.asarray(m[feature])
-    keep = (cols != feature) & np.isfinite(vals)
-    cols, vals = cols[keep], vals[keep]
-    order = np.lexsort((cols, -vals))[:k]
-    return cols[order], vals[order]
-
-
-def _ablation_windows(windows: TokenWindows, n_tokens: int) -> TokenWindows | None:
-    if n_tokens <= 0:
-        return None
-    per_window = (
-        (windows.positions >= 0).sum(dim=1)
-        if windows.positions is not None
-        else windows.attention_mask.sum(dim=1)
-    )
-    cum = torch.cumsum(per_window, 0)
-    stop = int(torch.searchsorted(cum, torch.tensor(n_tokens)).item()) + 1
-    return slice_windows(windows, 0, min(stop, windows.n_windows))
-
-
-def _repeat_batch(batch: Batch, g: int) -> Batch:
-    return Batch(
-        input_ids=batch.input_ids.repeat(g, 1),
-        attention_mask=batch.attention_mask.repeat(g, 1),
-        text_idx=batch.text_idx.repeat(g, 1),
-        positions=batch.positions.repeat(g, 1),
-    )
-
-
-def _feature_removed_fn(sae: SAE, feats: list[int], b: int):
-    """Replacement for ``g·b`` stacked copies of a batch: copy ``g`` gets the SAE reconstruction
-    with feature ``feats[g]``'s contribution ``f_i · W_dec[i]`` removed."""
-    idx = torch.tensor(feats, dtype=torch.long)
-
-    def fn(act: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            a = act.to(device=sae.device, dtype=sae.dtype)
-            _, state = sae._norm_in(a)
-            f = sae.encode(a)
-            g = len(feats)
-            fv = f.view(g, b, *f.shape[1:])
-            fv[torch.arange(g), ..., idx] = 0.0
-            x_hat = sae._norm_out(sae.decode(fv.view_as(f)), state, sae.cfg.normalize_activations)
-            return x_hat.to(device=act.device, dtype=act.dtype)
-
-    return fn
-
-
-def ablation_on_subset(
-    loaded: LoadedModel,
-    hp: Any,
-    sae: SAE,
-    windows: TokenWindows,
-    batch_size: int,
-    n_tokens: int,
-    features: list[int],
-    group: int = ABLATION_GROUP,
-    convention: str = DEFAULT_EVAL_CONVENTION,
-) -> dict[str, Any]:
-    """The ``ablation`` section and per-feature ablation effects on the first ``n_tokens`` tokens
-    (CE and KL positions of ``convention``, see :func:`interplab.sae.metrics.loss_positions`)."""
-    sub = _ablation_windows(windows, n_tokens)
-    stats = AblationStats.for_model(loaded, convention)
-    if sub is None:
-        return {"ablation": None, "feature_ablation": None}
-    sums = {f: np.zeros(2) for f in features}  # Σ loss, Σ kl of the feature-removed runs
-    sae_sums = np.zeros(2)
-    fires = dict.fromkeys(features, 0)
-    n_seen = n_seen_kl = 0
-    batches = list(iter_batches(sub, batch_size))
-    for batch in track(batches, "ablation subset"):
-        act, clean = clean_forward(loaded, hp, batch)
-        losses = ablation_losses(
-            loaded,
-            hp,
-            batch,
-            {"zero": zero_ablation(convention), "sae": sae_splice(sae)},
-            clean=clean,
-            convention=convention,
-        )
-        stats.update(**losses)
-        sae_sums += [float(losses["sae_loss"].double().sum()), float(losses["kl_sae"].double().sum())]
-        n_seen += int(losses["sae_loss"].numel())
-        n_seen_kl += int(losses["kl_sae"].numel())
-        with torch.no_grad():
-            f_tok = sae.encode(act[batch.token_mask.to(act.device)].to(sae.device, sae.dtype))
-        if features:
-            fired = (f_tok[:, features] != 0).sum(dim=0)
-            for f, c in zip(features, fired.tolist(), strict=True):
-                fires[f] += int(c)
-        b = int(batch.input_ids.shape[0])
-        reps = [1] * (clean.dim() - 1)
-        for s in range(0, len(features), group):
-            feats = features[s : s + group]
-            g = len(feats)
-            out = ablation_losses(
-                loaded,
-                hp,
-                _repeat_batch(batch, g),
-                {"abl": _feature_removed_fn(sae, feats, b)},
-                clean=clean.repeat(g, *reps),
-                convention=convention,
-            )
-            loss = out["abl_loss"].double().view(g, -1).sum(dim=1)
-            kl = out["kl_abl"].double().view(g, -1).sum(dim=1)
-            for j, f in enumerate(feats):
-                sums[f] += [float(loss[j]), float(kl[j])]
-    section = stats.result()
-    section["n_windows"] = sub.n_windows
-    section["note"] = (
-        f"computed with full forward passes on the first {stats.n_tokens} tokens "
-        f"({sub.n_windows} windows) of the corpus, not on all tokens"
-    )
-    n, n_kl = max(n_seen, 1), max(n_seen_kl, 1)
-    sae_loss, sae_kl = sae_sums[0] / n, sae_sums[1] / n_kl
-    effects = [
-        {
-            "feature": f,
-            "loss_with_feature_removed": float(sums[f][0] / n),
-            "loss_delta": float(sums[f][0] / n - sae_loss),
-            "kl_with_feature_removed": float(sums[f][1] / n_kl),
-            "kl_delta": float(sums[f][1] / n_kl - sae_kl),
-            "n_tokens_firing": int(fires[f]),
-        }
-        for f in features
-    ]
-    feature_ablation = {
-        "method": "per feature i: the activation at the hook is replaced by the SAE reconstruction "
-        "minus f_i·W_dec[i]; loss_delta = mean loss with feature i removed − mean loss with the full "
-        "reconstruction (same tokens); kl_delta likewise for the divergence from the clean run",
-        "loss": section.get("loss"),
-        "n_tokens": n_seen,
-        "sae_reconstruction_loss": float(sae_loss),
-        "features": effects,
-    }
-    return {"ablation": section, "feature_ablation": feature_ablation}
-
-
 def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult:
-    from interplab.sae.report import build_summary, write_readme
-
-    cfg = an.cfg
+    """The analysis folder, one named step after the other (paths from :mod:`interplab.sae.layout`)."""
+    paths = AnalysisPaths(ts)
     files: dict[str, str] = {}
     with od.timed("collect"):
         col = an.collection if an.collection is not None else an.collect_all_activations()
-    files["activation_database"] = "activation_database/"
-    od.record(od.path / "activation_database" / "manifest.json")
-    st = col.feature_stats
-    d = an.sae.d_sae
-    k_nb = cfg.n_neighbours
-
+    files["activation_database"] = f"{DATABASE}/"
+    od.record(od.path / DATABASE / DB_MANIFEST)
     with od.timed("similarity"):
-        if d <= cfg.similarity_dense_limit:
-            sim = similarity_matrix(an.sae.W_dec, cfg.similarity)
-            files["similarity"] = f"matrices/feature_similarity_{ts}.npy"
-            save_npy(od.file(files["similarity"]), sim)
-            similar = topk_neighbours(sim, k_nb, largest=cfg.similarity != "euclidean")
-            del sim
-        else:
-            similar = similarity_topk(an.sae.W_dec, k_nb, cfg.similarity)
-        files["similarity_topk_indices"] = f"matrices/feature_similarity_{ts}_topk_indices.npy"
-        files["similarity_topk_values"] = f"matrices/feature_similarity_{ts}_topk_values.npy"
-        save_npy(od.file(files["similarity_topk_indices"]), similar[0])
-        save_npy(od.file(files["similarity_topk_values"]), similar[1])
-
+        similar = _similarity_step(od, paths, an.sae.W_dec, an.cfg, files)
     with od.timed("cooccurrence"):
         counts = col.cooccurrence.counts()
-        dense = not sp.issparse(counts)
-        if dense:
-            files["cooccurrence_counts"] = f"matrices/feature_cooccurrence_counts_{ts}.npy"
-            save_npy(od.file(files["cooccurrence_counts"]), counts)
-        else:
-            files["cooccurrence_counts"] = f"matrices/feature_cooccurrence_counts_{ts}.npz"
-            _save_sparse(od.file(files["cooccurrence_counts"]), counts)
-        coactive = None
-        for metric in cfg.cooccurrence:
-            m = an.compute_feature_cooccurrence(metric)
-            key = "cooccurrence" if metric == "phi" else f"cooccurrence_{metric}"
-            name = "feature_cooccurrence" if metric == "phi" else f"feature_cooccurrence_{metric}"
-            if dense:
-                files[key] = f"matrices/{name}_{ts}.npy"
-                save_npy(od.file(files[key]), m)
-            else:
-                files[key] = f"matrices/{name}_{ts}.npz"
-                _save_sparse(od.file(files[key]), m)
-            nb = topk_neighbours(m, k_nb)
-            files[f"{key}_topk_indices"] = f"matrices/{name}_{ts}_topk_indices.npy"
-            files[f"{key}_topk_values"] = f"matrices/{name}_{ts}_topk_values.npy"
-            save_npy(od.file(files[f"{key}_topk_indices"]), nb[0])
-            save_npy(od.file(files[f"{key}_topk_values"]), nb[1])
-            if coactive is None:
-                coactive = nb
-        assert coactive is not None
-
+        metrics = {m: an.compute_feature_cooccurrence(m) for m in an.cfg.cooccurrence}
+        coactive = _cooccurrence_step(od, paths, counts, metrics, an.cfg.n_neighbours, files)
     with od.timed("ablation"):
         abl = an._ablation if an._ablation is not None else an.ablation_study()
+    results = _results(an, col, abl, dense=not sp.issparse(counts))
+    files["analysis_results"] = paths.results
+    write_json(od.file(files["analysis_results"]), results)
+    with od.timed("summaries"):
+        inputs = _summaries_step(od, paths, an, col, similar, coactive, counts, abl, results, files)
+    with od.timed("plots"):
+        history = load_history(an.cfg.sae_path)
+        files.update(
+            plots.analysis_plots(
+                od,
+                col.feature_stats,
+                an.sae.W_dec,
+                an.cfg.similarity,
+                counts,
+                col.cooccurrence.n_tokens,
+                history,
+            )
+        )
+    summary = build_summary(results, col.feature_stats, ts)
+    files["summary"] = paths.summary
+    files["readme"] = paths.readme
+    summary["files"] = dict(files)
+    write_json(od.file(files["summary"]), summary)
+    write_readme(od.file(files["readme"]), summary, results, inputs)
+    html_beside(od.file(files["readme"]))
+    # results file again with the logit-effects note (atomic overwrite)
+    write_json(od.file(files["analysis_results"]), results)
+    return AnalysisResult(out=od.path, timestamp=ts, files=files, summary=summary, results=results)
 
+
+def _similarity_step(
+    od: OutputDir, paths: AnalysisPaths, W_dec: torch.Tensor, cfg: AnalysisConfig, files: dict[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decoder similarity: the dense matrix (up to the dense limit) and the top-k neighbour arrays."""
+    k_nb = cfg.n_neighbours
+    if W_dec.shape[0] <= cfg.similarity_dense_limit:
+        sim = similarity_matrix(W_dec, cfg.similarity)
+        files["similarity"] = paths.similarity()
+        save_npy(od.file(files["similarity"]), sim)
+        similar = topk_neighbours(sim, k_nb, largest=larger_is_closer(cfg.similarity))
+        del sim
+    else:
+        similar = similarity_topk(W_dec, k_nb, cfg.similarity)
+    files["similarity_topk_indices"] = paths.neighbours("similarity", "indices")
+    files["similarity_topk_values"] = paths.neighbours("similarity", "values")
+    save_npy(od.file(files["similarity_topk_indices"]), similar[0])
+    save_npy(od.file(files["similarity_topk_values"]), similar[1])
+    return similar
+
+
+def _save_matrix(od: OutputDir, rel: str, m: np.ndarray | sp.csr_array) -> None:
+    if sp.issparse(m):
+        with atomic_path(od.file(rel)) as tmp, tmp.open("wb") as fh:
+            sp.save_npz(fh, sp.csr_matrix(m), compressed=True)
+    else:
+        save_npy(od.file(rel), m)
+
+
+def _cooccurrence_step(
+    od: OutputDir,
+    paths: AnalysisPaths,
+    counts: np.ndarray | sp.csr_array,
+    metrics: dict[str, np.ndarray | sp.csr_array],
+    k_nb: int,
+    files: dict[str, str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The co-firing counts, each metric matrix and its top-k neighbours; returns phi's neighbours."""
+    sparse = sp.issparse(counts)
+    files["cooccurrence_counts"] = paths.cooccurrence_counts(sparse=sparse)
+    _save_matrix(od, files["cooccurrence_counts"], counts)
+    neighbours = {}
+    for metric, m in metrics.items():
+        key = cooccurrence_key(metric)
+        files[key] = paths.cooccurrence(metric, sparse=sparse)
+        _save_matrix(od, files[key], m)
+        nb = topk_neighbours(m, k_nb, largest=COOCCURRENCE_REGISTRY[metric].larger_is_more_related)
+        files[f"{key}_topk_indices"] = paths.neighbours(f"cooccurrence_{metric}", "indices")
+        files[f"{key}_topk_values"] = paths.neighbours(f"cooccurrence_{metric}", "values")
+        save_npy(od.file(files[f"{key}_topk_indices"]), nb[0])
+        save_npy(od.file(files[f"{key}_topk_values"]), nb[1])
+        neighbours[metric] = nb
+    return neighbours["phi"]
+
+
+def _results(an: SAEAnalyzer, col: CollectionResult, abl: dict[str, Any], dense: bool) -> dict[str, Any]:
+    """The content of ``results/analysis_results_<ts>.json``."""
+    cfg = an.cfg
     sections = col.sections
     if an._transcoder is not None:  # prediction vs the true output, not the input's reconstruction
         sections = {**sections, "reconstruction": an._transcoder["reconstruction"]}
-    results: dict[str, Any] = {
+    return {
         "config": {**dataclasses.asdict(cfg), "hook": an.hp.name, "layer": an.hp.layer},
         "data": an.windows.summary() if an.windows else None,
         "sae": {
             "architecture": an.sae.cfg.architecture,
             "k": an.sae.cfg.k,
             "d_in": an.sae.d_in,
-            "d_sae": d,
+            "d_sae": an.sae.d_sae,
             "source_format": an.sae.cfg.source_format,
             "hook_name_in_config": an.sae.cfg.hook_name,
             "hook_name_out": an.sae.cfg.hook_name_out,
@@ -598,11 +436,11 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
         **sections,
         "ablation": abl["ablation"],
         "feature_ablation": abl["feature_ablation"],
-        "feature_stats": {**st.summary(), "histogram_bin_edges": st_edges()},
+        "feature_stats": {**col.feature_stats.summary(), "histogram_bin_edges": HIST_EDGES.tolist()},
         "similarity": {
             "metric": cfg.similarity,
-            "dense": d <= cfg.similarity_dense_limit,
-            "n_neighbours": k_nb,
+            "dense": an.sae.d_sae <= cfg.similarity_dense_limit,
+            "n_neighbours": cfg.n_neighbours,
         },
         "cooccurrence": {
             "metrics": list(cfg.cooccurrence),
@@ -618,127 +456,68 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
             "seconds_forward": round(col.seconds_forward, 3),
         },
     }
-    files["analysis_results"] = f"results/analysis_results_{ts}.json"
-    write_json(od.file(files["analysis_results"]), results)
-
-    with od.timed("summaries"):
-        quant = quantile_pass(st, col.db_path, _shards(col))
-        W_U = unembedding(an.loaded.model)
-        logits = logit_effects(an.sae.W_dec, W_U if W_U is not None and W_U.shape[1] == an.sae.d_in else None)
-        abl_by_feature = {
-            e["feature"]: e for e in ((abl.get("feature_ablation") or {}).get("features") or [])
-        }
-        inputs = SummaryInputs(
-            stats=st,
-            quantiles=quant,
-            db_path=col.db_path,
-            shards=_shards(col),
-            n_tokens=col.n_tokens,
-            tokenizer=an.loaded.tokenizer,
-            similar=similar,
-            coactivating=coactive,
-            cooccurrence_counts=counts,
-            logits=logits,
-            ablation=abl_by_feature,
-            context_radius=cfg.context_radius,
-        )
-        files["feature_summaries"] = f"results/feature_summaries_{ts}.jsonl"
-        write_jsonl(
-            od.file(files["feature_summaries"]),
-            track(iter_feature_records(inputs), "feature summaries", total=d),
-        )
-        results["logit_effects"] = (
-            "W_dec · W_Uᵀ with the model's output embeddings (no final norm)"
-            if logits is not None
-            else "null: the model has no unembedding (output embeddings) of the SAE's width"
-        )
-
-    with od.timed("plots"):
-        plot_files = _plots(an, od, ts, st, col, counts)
-        files.update(plot_files)
-
-    summary = build_summary(an, results, files, ts)
-    files["summary"] = f"SUMMARY_{ts}.json"
-    files["readme"] = f"README_{ts}.md"
-    summary["files"] = dict(files)
-    write_json(od.file(files["summary"]), summary)
-    write_readme(od.file(files["readme"]), summary, results, an, inputs)
-    html_beside(od.file(files["readme"]))
-    # results file again with the logit-effects note (atomic overwrite)
-    write_json(od.file(files["analysis_results"]), results)
-    return AnalysisResult(out=od.path, timestamp=ts, files=files, summary=summary, results=results)
 
 
-def st_edges() -> list[float]:
-    from interplab.sae.stats import HIST_EDGES
+def _summaries_step(
+    od: OutputDir,
+    paths: AnalysisPaths,
+    an: SAEAnalyzer,
+    col: CollectionResult,
+    similar: tuple[np.ndarray, np.ndarray],
+    coactive: tuple[np.ndarray, np.ndarray],
+    counts: np.ndarray | sp.csr_array,
+    abl: dict[str, Any],
+    results: dict[str, Any],
+    files: dict[str, str],
+) -> SummaryInputs:
+    """``results/feature_summaries_<ts>.jsonl``, one line per feature (second pass for quantiles)."""
+    shards = [Shard(**s) for s in read_manifest(col.db_path)["shards"]]
+    W_U = unembedding(an.loaded.model)
+    logits = logit_effects(an.sae.W_dec, W_U if W_U is not None and W_U.shape[1] == an.sae.d_in else None)
+    inputs = SummaryInputs(
+        stats=col.feature_stats,
+        quantiles=quantile_pass(col.feature_stats, col.db_path, shards),
+        db_path=col.db_path,
+        shards=shards,
+        n_tokens=col.n_tokens,
+        tokenizer=an.loaded.tokenizer,
+        similar=similar,
+        coactivating=coactive,
+        cooccurrence_counts=counts,
+        logits=logits,
+        ablation={e["feature"]: e for e in ((abl.get("feature_ablation") or {}).get("features") or [])},
+        context_radius=an.cfg.context_radius,
+    )
+    files["feature_summaries"] = paths.feature_summaries
+    write_jsonl(
+        od.file(files["feature_summaries"]),
+        track(iter_feature_records(inputs), "feature summaries", total=an.sae.d_sae),
+    )
+    results["logit_effects"] = (
+        "W_dec · W_Uᵀ with the model's output embeddings (no final norm)"
+        if logits is not None
+        else "null: the model has no unembedding (output embeddings) of the SAE's width"
+    )
+    return inputs
 
-    return HIST_EDGES.tolist()
+
+def _run_all(an: SAEAnalyzer) -> AnalysisResult:
+    t0 = time.perf_counter()
+    an.load_data()
+    result = an.run()
+    log.info("analysis written to %s in %.1fs", result.out, time.perf_counter() - t0)
+    return result
 
 
-def _shards(col: CollectionResult):
-    from interplab.sae.activation_db import Shard, read_manifest
-
-    return [Shard(**s) for s in read_manifest(col.db_path)["shards"]]
-
-
-def _save_sparse(path: Path, m: sp.csr_array) -> None:
-    from interplab.common.atomic import atomic_path
-
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        sp.save_npz(fh, sp.csr_matrix(m), compressed=True)
-
-
-def _plots(
-    an: SAEAnalyzer, od: OutputDir, ts: str, st: Any, col: CollectionResult, counts: Any
-) -> dict[str, str]:
-    files: dict[str, str] = {}
-    d = an.sae.d_sae
-    order = np.lexsort((np.arange(d), -st.count))
-    top = order[: min(HEATMAP_FEATURES, d)]
-    top = top[st.count[top] > 0]
-    files["plot_feature_density"] = "plots/feature_density.png"
-    plots.feature_density_histogram(st, od.file("plots/feature_density.png"))
-    od.record("plots/feature_density.pdf")
-    files["plot_l0"] = "plots/l0_histogram.png"
-    plots.l0_histogram(st.l0_hist, od.file("plots/l0_histogram.png"))
-    od.record("plots/l0_histogram.pdf")
-    files["plot_activation_distributions"] = "plots/activation_distributions.png"
-    plots.activation_distributions(st, top[:10], od.file("plots/activation_distributions.png"))
-    od.record("plots/activation_distributions.pdf")
-    if top.size >= 2:
-        from interplab.sae.similarity import similarity_matrix
-
-        sub_sim = similarity_matrix(an.sae.W_dec.detach()[torch.from_numpy(top)], an.cfg.similarity)
-        files["plot_similarity_heatmap"] = "plots/similarity_heatmap.png"
-        plots.heatmap(
-            sub_sim,
-            top,
-            f"Decoder {an.cfg.similarity} similarity (most frequent features)",
-            od.file("plots/similarity_heatmap.png"),
-            cmap="RdBu_r" if an.cfg.similarity != "euclidean" else "viridis",
-            symmetric=an.cfg.similarity != "euclidean",
-        )
-        od.record("plots/similarity_heatmap.pdf")
-        if sp.issparse(counts):
-            sub_counts = sp.csr_array(counts)[top][:, top].toarray()
-        else:
-            sub_counts = counts[np.ix_(top, top)]
-        full_n = np.asarray([int(c) for c in st.count[top]])
-        sub = sub_counts.copy()
-        np.fill_diagonal(sub, full_n)
-        phi = dense_metric(sub, col.cooccurrence.n_tokens, "phi")
-        files["plot_cooccurrence_heatmap"] = "plots/cooccurrence_heatmap.png"
-        plots.heatmap(
-            phi, top, "Co-occurrence (phi, most frequent features)", od.file("plots/cooccurrence_heatmap.png")
-        )
-        od.record("plots/cooccurrence_heatmap.pdf")
-    history = load_history(an.cfg.sae_path)
-    if history:
-        written = plots.training_history(history, od.file("plots/training_history.png"))
-        if written:
-            files["plot_training_history"] = "plots/training_history.png"
-            od.record("plots/training_history.pdf")
-    return files
+@resumable
+def run_analysis(cfg: AnalysisConfig) -> AnalysisResult:
+    """Load the model, the SAE and the corpus, then run every analysis step and write
+    ``cfg.analysis_dir`` (layout in docs/sae-analysis.md)."""
+    options = dataclasses.asdict(cfg)
+    fixed = [
+        options.pop(k) for k in ("model_name", "sae_path", "layer", "hook_name", "analysis_dir", "batch_size")
+    ]
+    return _run_all(SAEAnalyzer(*fixed, **options))
 
 
 @resumable
@@ -752,17 +531,12 @@ def run_comprehensive_analysis(
     analysis_dir: str | Path = "sae-analysis",
     **options: Any,
 ) -> AnalysisResult:
-    """Load the model, the SAE and the corpus, then run every analysis step and write
-    ``analysis_dir`` (layout in docs/sae-analysis.md). Options are the fields of
+    """The old scripts' signature of :func:`run_analysis`: options are the fields of
     :class:`AnalysisConfig` (context_size, max_tokens, top_k, similarity, cooccurrence, …)."""
-    t0 = time.perf_counter()
     an = SAEAnalyzer(
         model_name, sae_path, layer, hook_name, analysis_dir, batch_size, data_path=str(data_path), **options
     )
-    an.load_data()
-    result = an.run()
-    log.info("analysis written to %s in %.1fs", result.out, time.perf_counter() - t0)
-    return result
+    return _run_all(an)
 
 
 @dataclasses.dataclass
@@ -820,4 +594,11 @@ def run_sae_demo(
     return DemoResult(sae_folder=sae_folder, analysis=analysis, trained=trained)
 
 
-__all__ = ["AnalysisConfig", "AnalysisResult", "SAEAnalyzer", "run_comprehensive_analysis", "run_sae_demo"]
+__all__ = [
+    "AnalysisConfig",
+    "AnalysisResult",
+    "SAEAnalyzer",
+    "run_analysis",
+    "run_comprehensive_analysis",
+    "run_sae_demo",
+]

@@ -40,10 +40,9 @@ from interplab.sae.compare import (
     stability_table,
 )
 from interplab.sae.corpus import TokenWindows, iter_batches, load_windows, n_batches
-from interplab.sae.hooks import HookPoint, capture_activations
+from interplab.sae.hooks import HookPoint, capture_activations, resolve_sae_hook
 from interplab.sae.metrics import ReconstructionStats
 from interplab.sae.model import SAE
-from interplab.sae.quick import resolve_sae_hook
 
 log = logging.getLogger(__name__)
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import typer
 
+from interplab.common.options import command
+from interplab.sae.configs import AnalysisConfig, TrainConfig
+
 app = typer.Typer(
     help="Sparse autoencoders: quick checks, full corpus analysis, training, browsing.", no_args_is_help=True
 )
 
 
-# ---- sae quick / sae train (owner: sae-core) ------------------------------------------------------
+# ---- sae quick / sae train ------------------------------------------------------------------
 @app.command("quick")
 def quick_command(
     sae: str = typer.Option(..., "--sae", help="SAE folder (SAELens, sparsify or weights.pt + config.json)."),
@@ -53,48 +56,12 @@ def quick_command(
         typer.echo(f"wrote {result.output_json}")
 
 
-@app.command("train")
-def train_command(
-    out: str = typer.Option(..., "--out", help="Output folder (SAELens format + history.json)."),
-    model: str = typer.Option("minilm", "--model", help="'minilm', a model folder or a hub id."),
-    layer: int | None = typer.Option(3, "--layer", help="Block index."),
-    hook: str = typer.Option("hook_resid_post", "--hook", help="Hook kind or full name blocks.L.<hook>."),
-    data: str = typer.Option("docs", "--data", help="'docs' or a .json/.txt/.jsonl/.parquet file."),
-    d_sae: int = typer.Option(512, "--d-sae", help="Number of SAE latents."),
-    k: int = typer.Option(32, "--k", help="Active latents per token (TopK)."),
-    steps: int = typer.Option(800, "--steps", help="Optimiser steps."),
-    batch_size: int = typer.Option(512, "--batch-size", help="Tokens per optimiser step."),
-    lr: float | None = typer.Option(
-        None, "--lr", help="Adam learning rate (default 2e-4/sqrt(d_sae/16384))."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
-    max_tokens: int | None = typer.Option(
-        None, "--max-tokens", help="Activations collected (default 32768 tokens)."
-    ),
-    context_size: int = typer.Option(128, "--context-size", help="Tokens per window."),
-    model_batch_size: int = typer.Option(16, "--model-batch-size", help="Windows per forward pass."),
-    wandb: str = typer.Option("off", "--wandb", help="off | offline | online: log metrics with W&B."),
-) -> None:
+@command(app, "train", TrainConfig)
+def train_command(cfg: TrainConfig) -> None:
     """Train a small TopK SAE and write it as a SAELens folder with history.json."""
     from interplab.sae.train import train_sae
 
-    result = train_sae(
-        model=model,
-        layer=layer,
-        hook=hook,
-        data=data,
-        d_sae=d_sae,
-        k=k,
-        steps=steps,
-        out=out,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        wandb_mode=wandb,
-        max_tokens=max_tokens,
-        context_size=context_size,
-        model_batch_size=model_batch_size,
-    )
+    result = train_sae(cfg)
     f = result.final
     typer.echo(
         f"{result.folder}: explained variance {f['explained_variance']:.4f}, L0 {f['l0']:.1f}, "
@@ -102,7 +69,7 @@ def train_command(
     )
 
 
-# ---- sae browse (feature browser; owner: sae-browser) -------------------------------------------
+# ---- sae browse (feature browser) -------------------------------------------------------------
 @app.command("browse")
 def browse_command(
     analysis_dir: str = typer.Argument(..., help="Output folder of `interplab sae analyze`."),
@@ -132,70 +99,13 @@ def browse_command(
     serve_browser(analysis_dir, host=host, port=port)
 
 
-# ---- sae analyze / sae demo (owner: sae-analyze) ---------------------------------------------------
-@app.command("analyze")
-def analyze_command(
-    sae: str = typer.Option(..., "--sae", help="SAE folder (SAELens, sparsify or weights.pt + config.json)."),
-    out: str = typer.Option(..., "--out", help="Analysis folder to write (resumes an interrupted run)."),
-    model: str = typer.Option("minilm", "--model", help="'minilm', a model folder or a hub id."),
-    layer: int | None = typer.Option(None, "--layer", help="Block index (default: from the SAE config)."),
-    hook: str | None = typer.Option(
-        None, "--hook", help="hook_resid_pre|hook_resid_post|hook_mlp_out|hook_attn_out or blocks.L.<hook>."
-    ),
-    data: str = typer.Option("docs", "--data", help="'docs' or a .json/.txt/.jsonl/.parquet file."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass."),
-    context_size: int = typer.Option(128, "--context-size", help="Tokens per window."),
-    max_tokens: int | None = typer.Option(
-        None, "--max-tokens", help="Stop after this many tokens (docs: 32768)."
-    ),
-    top_k: int = typer.Option(20, "--top-k", help="Top activating examples kept per feature."),
-    similarity: str = typer.Option("cosine", "--similarity", help="cosine | dot | euclidean (decoder rows)."),
-    cooccurrence: str = typer.Option("phi", "--cooccurrence", help="Comma list of phi, jaccard, pmi."),
-    n_neighbours: int = typer.Option(10, "--n-neighbours", help="Similar / co-active features per feature."),
-    ablation_tokens: int = typer.Option(4096, "--ablation-tokens", help="Tokens given full forward passes."),
-    no_ablation: bool = typer.Option(
-        False, "--no-ablation", help="Skip the ablation passes (same as --ablation-tokens 0)."
-    ),
-    ablation_features: int = typer.Option(8, "--ablation-features", help="Most frequent features ablated."),
-    context_radius: int = typer.Option(
-        10, "--context-radius", help="Context tokens each side of an example."
-    ),
-    shard_tokens: int = typer.Option(32768, "--shard-tokens", help="Tokens per database shard."),
-    overwrite: bool = typer.Option(
-        False,
-        "--overwrite",
-        help="Replace what an earlier run wrote in --out (files its manifest lists; others stay).",
-    ),
-    dtype: str = typer.Option("float32", "--dtype", help="SAE dtype (float32, bfloat16, float16)."),
-    eval_convention: str = typer.Option(
-        "saelens", "--eval-convention", help="CE/KL positions: saelens (as SAELens evals) or interplab."
-    ),
-) -> None:
+# ---- sae analyze / sae demo ------------------------------------------------------------------
+@command(app, "analyze", AnalysisConfig)
+def analyze_command(cfg: AnalysisConfig) -> None:
     """Full SAE analysis: Parquet activation database, matrices, summaries, plots and a report."""
-    from interplab.sae.analyzer import run_comprehensive_analysis
+    from interplab.sae.analyzer import run_analysis
 
-    result = run_comprehensive_analysis(
-        model_name=model,
-        sae_path=sae,
-        layer=layer,
-        hook_name=hook,
-        data_path=data,
-        batch_size=batch_size,
-        analysis_dir=out,
-        context_size=context_size,
-        max_tokens=max_tokens,
-        top_k=top_k,
-        similarity=similarity,
-        cooccurrence=tuple(m.strip() for m in cooccurrence.split(",") if m.strip()),
-        n_neighbours=n_neighbours,
-        ablation_tokens=0 if no_ablation else ablation_tokens,
-        ablation_features=ablation_features,
-        context_radius=context_radius,
-        shard_tokens=shard_tokens,
-        overwrite=overwrite,
-        dtype=dtype,
-        eval_convention=eval_convention,
-    )
+    result = run_analysis(cfg)
     s = result.summary
     typer.echo(
         f"{result.out}: {s['n_tokens']} tokens, L0 {s['l0_mean']:.1f}, dead {s['n_dead']}/{s['d_sae']}, "

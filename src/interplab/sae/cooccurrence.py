@@ -23,15 +23,17 @@ above the limit, where only co-occurring pairs are stored and neighbours are top
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
+from interplab.sae.metric import Metric, get_metric
+
 log = logging.getLogger(__name__)
 
-COOCCURRENCE_METRICS = ("phi", "jaccard", "pmi")
 DENSE_LIMIT = 8192
 _BLOCK_BYTES = 8 << 20  # rows of C handled together by one kernel task
 
@@ -95,13 +97,10 @@ def _load_kernels() -> dict[str, Any] | None:
     return {"pair_counts": pair_counts, "symmetric": symmetric, "phi": phi}
 
 
-_KERNELS: list[Any] = []
-
-
+@functools.cache
 def _kernels() -> dict[str, Any] | None:
-    if not _KERNELS:
-        _KERNELS.append(_load_kernels())
-    return _KERNELS[0]
+    """The compiled kernel(s), built once per process (None without numba)."""
+    return _load_kernels()
 
 
 def token_csr(token: np.ndarray, feature: np.ndarray, n_tokens: int, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -191,53 +190,82 @@ class CooccurrenceCounts:
         return self._sparse.diagonal().astype(np.int64)
 
 
-def dense_metric(counts: np.ndarray, n_tokens: int, metric: str) -> np.ndarray:
-    """phi / jaccard / pmi (float32, ``[d, d]``) from dense counts (formulas in module docstring)."""
-    n = np.diagonal(counts).astype(np.float64)
-    N = float(n_tokens)
-    if metric == "phi":  # (N·C − n nᵀ) · s sᵀ with s = 1/sqrt(n (N − n)), 0 for zero variance
-        var = n * (N - n)
-        inv_sd = np.divide(1.0, np.sqrt(var), out=np.zeros_like(var), where=var > 0)
-        kernels = _kernels()
-        out = np.empty(counts.shape, np.float32)
-        if kernels is not None:
-            kernels["phi"](counts, n, inv_sd, N, out)
-            return out
-        for s in range(0, counts.shape[0], 1024):
-            block = counts[s : s + 1024].astype(np.float64) * N - np.outer(n[s : s + 1024], n)
-            out[s : s + 1024] = block * inv_sd[s : s + 1024, None] * inv_sd[None, :]
+def _dense_phi(counts: np.ndarray, n: np.ndarray, N: float) -> np.ndarray:
+    # (N·C − n nᵀ) · s sᵀ with s = 1/sqrt(n (N − n)), 0 for zero variance
+    var = n * (N - n)
+    inv_sd = np.divide(1.0, np.sqrt(var), out=np.zeros_like(var), where=var > 0)
+    kernels = _kernels()
+    out = np.empty(counts.shape, np.float32)
+    if kernels is not None:
+        kernels["phi"](counts, n, inv_sd, N, out)
         return out
+    for s in range(0, counts.shape[0], 1024):
+        block = counts[s : s + 1024].astype(np.float64) * N - np.outer(n[s : s + 1024], n)
+        out[s : s + 1024] = block * inv_sd[s : s + 1024, None] * inv_sd[None, :]
+    return out
+
+
+def _dense_jaccard(counts: np.ndarray, n: np.ndarray, N: float) -> np.ndarray:
     C = counts.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if metric == "jaccard":
-            union = n[:, None] + n[None, :] - C
-            out = np.where(union > 0, C / np.where(union > 0, union, 1.0), 0.0)
-        elif metric == "pmi":
-            out = np.log(C * N) - np.log(np.outer(n, n))
-            out = np.where(C > 0, out, -np.inf)
-        else:
-            raise ValueError(metric)
-    return out.astype(np.float32)
+        union = n[:, None] + n[None, :] - C
+        return np.where(union > 0, C / np.where(union > 0, union, 1.0), 0.0).astype(np.float32)
+
+
+def _dense_pmi(counts: np.ndarray, n: np.ndarray, N: float) -> np.ndarray:
+    C = counts.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(C * N) - np.log(np.outer(n, n))
+        return np.where(C > 0, out, -np.inf).astype(np.float32)
+
+
+def _sparse_phi(c: np.ndarray, ni: np.ndarray, nj: np.ndarray, N: float) -> np.ndarray:
+    denom = np.sqrt(ni * (N - ni) * nj * (N - nj))
+    return np.where(denom > 0, (N * c - ni * nj) / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def _sparse_jaccard(c: np.ndarray, ni: np.ndarray, nj: np.ndarray, N: float) -> np.ndarray:
+    union = ni + nj - c
+    return np.where(union > 0, c / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _sparse_pmi(c: np.ndarray, ni: np.ndarray, nj: np.ndarray, N: float) -> np.ndarray:
+    return np.log(c * N) - np.log(ni * nj)
+
+
+# dense(counts [d, d], n [d] float64, N) -> float32 [d, d];
+# sparse(c, n_i, n_j, N) on the stored pairs -> values (float64)
+METRICS: dict[str, Metric] = {
+    "phi": Metric(
+        "`(N·C_ij − n_i n_j) / sqrt(n_i (N − n_i) n_j (N − n_j))`, 0 for a zero-variance feature",
+        dense=_dense_phi,
+        sparse=_sparse_phi,
+    ),
+    "jaccard": Metric(
+        "`C_ij / (n_i + n_j − C_ij)`, 0 when neither fires", dense=_dense_jaccard, sparse=_sparse_jaccard
+    ),
+    "pmi": Metric(
+        "`ln(C_ij · N / (n_i n_j))`, −inf when they never co-occur", dense=_dense_pmi, sparse=_sparse_pmi
+    ),
+}
+COOCCURRENCE_METRICS = tuple(METRICS)
+
+
+def dense_metric(counts: np.ndarray, n_tokens: int, metric: str) -> np.ndarray:
+    """phi / jaccard / pmi (float32, ``[d, d]``) from dense counts (formulas in module docstring)."""
+    entry = get_metric(METRICS, metric, "co-occurrence metric")
+    n = np.diagonal(counts).astype(np.float64)
+    return entry.dense(counts, n, float(n_tokens))  # type: ignore[misc]
 
 
 def sparse_metric(counts: sp.csr_array, n_tokens: int, metric: str) -> sp.csr_array:
     """The metric on the stored (co-occurring) pairs only, as a CSR matrix of float32."""
+    entry = get_metric(METRICS, metric, "co-occurrence metric")
     coo = sp.coo_array(counts)
     n = counts.diagonal().astype(np.float64)
     i, j, c = coo.row, coo.col, coo.data.astype(np.float64)
-    N = float(n_tokens)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if metric == "phi":
-            var = n * (N - n)
-            denom = np.sqrt(var[i] * var[j])
-            vals = np.where(denom > 0, (N * c - n[i] * n[j]) / np.where(denom > 0, denom, 1.0), 0.0)
-        elif metric == "jaccard":
-            union = n[i] + n[j] - c
-            vals = np.where(union > 0, c / np.where(union > 0, union, 1.0), 0.0)
-        elif metric == "pmi":
-            vals = np.log(c * N) - np.log(n[i] * n[j])
-        else:
-            raise ValueError(metric)
+        vals = entry.sparse(c, n[i], n[j], float(n_tokens))  # type: ignore[misc]
     return sp.csr_array((vals.astype(np.float32), (i, j)), shape=counts.shape)
 
 
@@ -278,3 +306,16 @@ def topk_neighbours(
         idx_out[s : s + chunk] = part
         val_out[s : s + chunk] = (pv * sign).astype(np.float32)
     return idx_out, val_out
+
+
+def row_topk(m: np.ndarray | sp.csr_array, feature: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest finite entries of row ``feature`` (itself excluded), ties by index."""
+    if sp.issparse(m):
+        row = sp.csr_array(m[[feature], :])
+        cols, vals = row.indices, row.data
+    else:
+        cols, vals = np.arange(m.shape[1]), np.asarray(m[feature])
+    keep = (cols != feature) & np.isfinite(vals)
+    cols, vals = cols[keep], vals[keep]
+    order = np.lexsort((cols, -vals))[:k]
+    return cols[order], vals[order]

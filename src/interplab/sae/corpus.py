@@ -285,3 +285,13 @@ def load_windows(
         if msg.startswith(("empty dataset", "dataset has only")):
             raise InterplabError(f"{data}: {msg}") from exc
         raise
+
+
+def validate_run_args(batch_size: int, context_size: int, max_tokens: int | None) -> None:
+    """Check numeric flags before anything is loaded."""
+    if int(batch_size) <= 0:
+        raise InterplabError(f"--batch-size must be ≥ 1, got {batch_size}")
+    if int(context_size) <= 1:
+        raise InterplabError(f"--context-size must be ≥ 2, got {context_size}")
+    if max_tokens is not None and int(max_tokens) <= 0:
+        raise InterplabError(f"--max-tokens must be ≥ 1, got {max_tokens}")

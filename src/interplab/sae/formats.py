@@ -15,14 +15,16 @@ format                 files                                        weights
 =====================  ===========================================  =========================
 
 Gemma Scope, dictionary_learning, Llama Scope and transcoder folders have modules of their own
-(``formats_gemmascope``, ``formats_dictlearning``, ``formats_llamascope``, ``formats_transcoder``),
-listed in :func:`more_formats` and tried first.
+(``formats_gemmascope``, ``formats_dictlearning``, ``formats_llamascope``, ``formats_transcoder``);
+every format is an entry of the :data:`FORMATS` registry, those four checked first.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ import torch
 from interplab.common.atomic import atomic_path, write_json
 from interplab.common.data import read_json
 from interplab.common.errors import InterplabError
+from interplab.sae import formats_dictlearning, formats_gemmascope, formats_llamascope, formats_transcoder
 from interplab.sae.model import GATED_TENSORS, SAE, SAEConfig
 
 log = logging.getLogger(__name__)
@@ -41,15 +44,6 @@ SPARSIFY_WEIGHTS = "sae.safetensors"
 EXPORT_WEIGHTS = "weights.pt"
 EXPORT_CFG = "config.json"
 HISTORY = "history.json"
-
-EXPECTED_FILE_SETS = (
-    "params.npz (Gemma Scope)",
-    "ae.pt + config.json (dictionary_learning)",
-    "hyperparams.json + checkpoints/final.safetensors (Llama Scope)",
-    f"{SAELENS_CFG} + {SAELENS_WEIGHTS} (SAELens)",
-    f"{SAELENS_CFG} + {SPARSIFY_WEIGHTS} (sparsify hook-point folder)",
-    f"{EXPORT_WEIGHTS} + {EXPORT_CFG} [+ {HISTORY}] (export folder)",
-)
 
 DTYPES = {
     "float32": torch.float32,
@@ -425,32 +419,72 @@ def _load_export(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
     return _finish(cfg, w, folder, dtype, device, raw.get("norm_scaling_factor"))
 
 
-def more_formats() -> dict[str, Any]:
-    """Formats with a module of their own: name → module with ``detect(path)`` and ``load(path, dtype,
-    device)``, checked before the formats above."""
-    from interplab.sae import formats_dictlearning, formats_gemmascope, formats_llamascope, formats_transcoder
+@dataclasses.dataclass(frozen=True)
+class FormatEntry:
+    """One SAE folder format: ``detect(folder)`` says whether the folder holds it, ``load(folder,
+    dtype, device)`` reads it, ``files`` names the expected files for error messages."""
 
-    return {
-        "transcoder": formats_transcoder,
-        "gemmascope": formats_gemmascope,
-        "dictionary_learning": formats_dictlearning,
-        "llamascope": formats_llamascope,
-    }
+    detect: Callable[[Path], bool]
+    load: Callable[[Path, torch.dtype, Any], SAE]
+    files: str
+
+
+def _has(*names: str) -> Callable[[Path], bool]:
+    def detect(folder: Path) -> bool:
+        return all((folder / n).is_file() for n in names)
+
+    return detect
+
+
+# checked in order; a new format is one more entry (detector and loader may live in their own module).
+# The formats with a module of their own come first: a transcoder folder is also a SAELens / sparsify
+# folder, so it must be recognised before those.
+FORMATS: dict[str, FormatEntry] = {
+    "transcoder": FormatEntry(
+        formats_transcoder.detect,
+        formats_transcoder.load,
+        "",  # SAELens / sparsify files with a transcoder config: listed with those
+    ),
+    "gemmascope": FormatEntry(formats_gemmascope.detect, formats_gemmascope.load, "params.npz (Gemma Scope)"),
+    "dictionary_learning": FormatEntry(
+        formats_dictlearning.detect,
+        formats_dictlearning.load,
+        "ae.pt + config.json (dictionary_learning)",
+    ),
+    "llamascope": FormatEntry(
+        formats_llamascope.detect,
+        formats_llamascope.load,
+        "hyperparams.json + checkpoints/final.safetensors (Llama Scope)",
+    ),
+    "saelens": FormatEntry(
+        _has(SAELENS_CFG, SAELENS_WEIGHTS), _load_saelens, f"{SAELENS_CFG} + {SAELENS_WEIGHTS} (SAELens)"
+    ),
+    "sparsify": FormatEntry(
+        _has(SAELENS_CFG, SPARSIFY_WEIGHTS),
+        _load_sparsify,
+        f"{SAELENS_CFG} + {SPARSIFY_WEIGHTS} (sparsify hook-point folder)",
+    ),
+    "export": FormatEntry(
+        _has(EXPORT_WEIGHTS, EXPORT_CFG),
+        _load_export,
+        f"{EXPORT_WEIGHTS} + {EXPORT_CFG} [+ {HISTORY}] (export folder)",
+    ),
+}
+
+
+def expected_file_sets() -> tuple[str, ...]:
+    """The file set of every registered format (for error messages)."""
+    return tuple(e.files for e in FORMATS.values() if e.files)
 
 
 def detect_format(folder: Path) -> str:
-    """Which format a folder holds (``saelens``, ``sparsify``, ``export``, or one of
-    :func:`more_formats`) or an error naming the files."""
-    for name, module in more_formats().items():
-        if module.detect(folder):
-            return name
+    """Which registered format a folder holds (first match in :data:`FORMATS`) or an error naming the
+    files found and the file sets expected."""
+    if folder.is_dir():
+        for name, entry in FORMATS.items():
+            if entry.detect(folder):
+                return name
     names = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-    if SAELENS_CFG in names and SAELENS_WEIGHTS in names:
-        return "saelens"
-    if SAELENS_CFG in names and SPARSIFY_WEIGHTS in names:
-        return "sparsify"
-    if EXPORT_WEIGHTS in names and EXPORT_CFG in names:
-        return "export"
     subdirs = sorted(
         p.name
         for p in folder.iterdir()
@@ -462,7 +496,7 @@ def detect_format(folder: Path) -> str:
     found = found or "nothing"
     raise InterplabError(
         f"{folder}: not a recognised SAE folder (found: {found}); expected one of: "
-        f"{'; '.join(EXPECTED_FILE_SETS)}{hint}"
+        f"{'; '.join(expected_file_sets())}{hint}"
     )
 
 
@@ -473,13 +507,11 @@ def load_sae(path: str | Path, dtype: torch.dtype | str = torch.float32, device:
         folder = folder.parent
     if not folder.exists():
         raise InterplabError(
-            f"{folder}: SAE folder not found (expected a folder with {' or '.join(EXPECTED_FILE_SETS)})"
+            f"{folder}: SAE folder not found (expected a folder with {' or '.join(expected_file_sets())})"
         )
     dtype = resolve_dtype(dtype)
     fmt = detect_format(folder)
-    loaders = {"saelens": _load_saelens, "sparsify": _load_sparsify, "export": _load_export}
-    loader = loaders[fmt] if fmt in loaders else more_formats()[fmt].load
-    sae = loader(folder, dtype, device)
+    sae = FORMATS[fmt].load(folder, dtype, device)
     log.debug("loaded %s SAE from %s: %s", sae.cfg.source_format, folder, sae)
     return sae
 

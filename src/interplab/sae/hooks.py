@@ -30,16 +30,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
+import logging
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from interplab.common.errors import InterplabError
-from interplab.common.models import LoadedModel, find_blocks
+from interplab.common.models import LoadedModel, StopForward, find_blocks, forward_kwargs
+
+if TYPE_CHECKING:
+    from interplab.sae.model import SAE
+
+log = logging.getLogger(__name__)
 
 HOOK_KINDS = ("hook_resid_pre", "hook_resid_post", "hook_mlp_out", "hook_attn_out")
 MLP_IN = "hook_mlp_in"  # transcoder inputs; TransformerLens: blocks.L.ln2.hook_normalized
@@ -56,10 +61,6 @@ class HookPoint:
     layer: int
     kind: str
     name: str  # f"blocks.{layer}.{kind}"
-
-
-class _StopForward(Exception):
-    """Raised from a hook to end the forward pass once the hooked activation is captured."""
 
 
 def unwrap_model(model: Any) -> nn.Module:
@@ -173,12 +174,6 @@ def _pre_input(args: tuple, kwargs: dict) -> Tensor:
     return kwargs["hidden_states"]
 
 
-def forward_kwargs(model: nn.Module) -> dict[str, Any]:
-    """Extra keyword arguments for an activation-only forward (no KV cache when the model has one)."""
-    params = inspect.signature(model.forward).parameters
-    return {"use_cache": False} if "use_cache" in params else {}
-
-
 def run_forward(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None, **kwargs: Any) -> Any:
     dev = next(model.parameters()).device
     input_ids = input_ids.to(dev)
@@ -206,7 +201,7 @@ def capture_activations(
         def pre_hook(_mod: nn.Module, args: tuple, kwargs: dict) -> None:
             captured["act"] = _pre_input(args, kwargs).detach()
             if stop:
-                raise _StopForward
+                raise StopForward
 
         handle = target.register_forward_pre_hook(pre_hook, with_kwargs=True)
     else:
@@ -214,12 +209,12 @@ def capture_activations(
         def hook(_mod: nn.Module, _args: tuple, out: Any) -> None:
             captured["act"] = first_tensor(out).detach()
             if stop:
-                raise _StopForward
+                raise StopForward
 
         handle = target.register_forward_hook(hook)
     try:
         run_forward(module, input_ids, attention_mask)
-    except _StopForward:
+    except StopForward:
         pass
     finally:
         handle.remove()
@@ -286,3 +281,25 @@ def check_sae_width(model: Any, hp: HookPoint, d_in: int) -> int:
             f"SAE d_in={d_in} does not match the width {width} of the model's activation at {hp.name}"
         )
     return width
+
+
+def resolve_sae_hook(loaded: LoadedModel, sae: SAE, hook: str | None, layer: int | None) -> HookPoint:
+    """The hook point from the flags, falling back to the SAE's own ``hook_name`` / ``hook_layer``;
+    checks that the SAE's d_in equals the hooked width."""
+    if hook is None:
+        hook = sae.cfg.hook_name
+        if hook is None:
+            why = sae.cfg.extra.get("hook_source")
+            raise InterplabError(
+                "no --hook given and the SAE config names no hook_name"
+                + (f" ({why}); pass --hook, e.g. blocks.L.hook_resid_post" if why else "")
+            )
+        if layer is not None and hook.startswith("blocks."):
+            hook = hook.split(".", 2)[2]
+    if layer is None and not str(hook).startswith("blocks."):
+        layer = sae.cfg.hook_layer
+    hp = resolve_hook(loaded, hook, layer)
+    if sae.cfg.hook_name and sae.cfg.hook_name.startswith("blocks.") and sae.cfg.hook_name != hp.name:
+        log.warning("SAE was trained on %s but is applied at %s", sae.cfg.hook_name, hp.name)
+    check_sae_width(loaded, hp, sae.d_in)
+    return hp

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from interplab.common.models import LoadedModel
+from interplab.sae.configs import DEFAULT_EVAL_CONVENTION
+from interplab.sae.configs import EVAL_CONVENTIONS as EVAL_CONVENTIONS  # re-exported
 from interplab.sae.corpus import Batch
 from interplab.sae.hooks import (
     HookPoint,
@@ -30,10 +32,10 @@ from interplab.sae.hooks import (
     unflatten_tokens,
     unwrap_model,
 )
+from interplab.sae.layout import DENSE_THRESHOLD
 from interplab.sae.model import SAE
 
 RARE_THRESHOLDS = (1e-5, 1e-6)
-DENSE_THRESHOLD = 0.1
 NO_LM_HEAD_SUBSTITUTE = (
     "model has no LM head: 'loss' is the mean squared error of the final hidden states against the "
     "clean run (per element, so baseline_loss = 0) and 'KL' is 1 − cosine similarity of the final "
@@ -205,10 +207,6 @@ class ReconstructionStats:
             "total_variance": total_var,
             "n_tokens": self.n_tokens,
         }
-
-
-EVAL_CONVENTIONS = ("saelens", "interplab")
-DEFAULT_EVAL_CONVENTION = "saelens"
 
 
 def loss_positions(batch: Batch, convention: str = DEFAULT_EVAL_CONVENTION) -> Tensor:

@@ -173,7 +173,9 @@ class SAE(nn.Module):
         return self.W_enc.device
 
     # -- normalisation ---------------------------------------------------------------------------
-    def _norm_in(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    def normalise_input(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+        """``(x', state)``: the input in the space the SAE works in (``normalize_activations``) and
+        what :meth:`restore_scale` needs to map a reconstruction back (None: no normalisation)."""
         mode = self.cfg.normalize_activations
         if mode == "constant_norm_rescale":
             coeff = (self.d_in**0.5) / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -185,12 +187,12 @@ class SAE(nn.Module):
             return xc / (std + 1e-5), (1.0 / std, mu)
         return x, None
 
-    @staticmethod
-    def _norm_out(x: Tensor, state: tuple[Tensor, Tensor] | None, mode: str) -> Tensor:
+    def restore_scale(self, x: Tensor, state: tuple[Tensor, Tensor] | None) -> Tensor:
+        """A reconstruction from the normalised space back in the input's own scale."""
         if state is None:
             return x
         scale, mu = state
-        if mode == "constant_norm_rescale":
+        if self.cfg.normalize_activations == "constant_norm_rescale":
             return x / scale
         return x / scale + mu
 
@@ -198,7 +200,7 @@ class SAE(nn.Module):
     def pre_activations(self, x: Tensor) -> Tensor:
         """Encoder pre-activations ``pre = x' @ W_enc + b_enc`` for inputs ``[..., d_in]``."""
         x = x.to(self.dtype)
-        x, _ = self._norm_in(x)
+        x, _ = self.normalise_input(x)
         if self.cfg.apply_b_dec_to_input:
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc
@@ -235,9 +237,9 @@ class SAE(nn.Module):
     def encode_decode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(features, reconstruction)`` in one pass."""
         x = x.to(self.dtype)
-        _, state = self._norm_in(x)
+        _, state = self.normalise_input(x)
         f = self.encode(x)
-        x_hat = self._norm_out(self.decode(f), state, self.cfg.normalize_activations)
+        x_hat = self.restore_scale(self.decode(f), state)
         if self.W_skip is not None:
             x_hat = x_hat + x @ self.W_skip.T
         return f, x_hat

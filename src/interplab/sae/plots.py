@@ -6,9 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
+import torch
 
 from interplab.common.figures import new_figure, plain_log_ticks, save_figure
+from interplab.common.output import OutputDir
+from interplab.sae.cooccurrence import dense_metric
+from interplab.sae.layout import AnalysisPaths
+from interplab.sae.similarity import larger_is_closer, similarity_matrix
 from interplab.sae.stats import HIST_EDGES, FeatureStats
+
+HEATMAP_FEATURES = 32  # the heatmaps show this many of the most frequent features
 
 
 def feature_density_histogram(stats: FeatureStats, path: Path) -> list[Path]:
@@ -155,3 +163,72 @@ def training_history(history: list[dict[str, Any]], path: Path) -> list[Path] | 
     axes[-1, 0].set_xlabel("step")
     axes[0, 0].set_title("Training history")
     return save_figure(fig, path)
+
+
+def analysis_plots(
+    od: OutputDir,
+    st: FeatureStats,
+    W_dec: torch.Tensor,
+    similarity_metric: str,
+    counts: np.ndarray | sp.csr_array,
+    n_tokens: int,
+    history: list[dict[str, Any]] | None,
+    n_heatmap: int = HEATMAP_FEATURES,
+) -> dict[str, str]:
+    """Every plot of an analysis folder into ``od`` (PNG + PDF); returns ``files`` key → PNG path.
+    The heatmaps show the ``n_heatmap`` most frequent features."""
+    files: dict[str, str] = {}
+
+    def add(key: str, written: list[Path] | None) -> None:
+        if written:
+            files[key] = AnalysisPaths.plot(key)
+            od.record(Path(files[key]).with_suffix(".pdf"))
+
+    d = st.d_sae
+    order = np.lexsort((np.arange(d), -st.count))
+    top = order[: min(n_heatmap, d)]
+    top = top[st.count[top] > 0]
+    add(
+        "plot_feature_density",
+        feature_density_histogram(st, od.file(AnalysisPaths.plot("plot_feature_density"))),
+    )
+    add("plot_l0", l0_histogram(st.l0_hist, od.file(AnalysisPaths.plot("plot_l0"))))
+    add(
+        "plot_activation_distributions",
+        activation_distributions(st, top[:10], od.file(AnalysisPaths.plot("plot_activation_distributions"))),
+    )
+    if top.size >= 2:
+        sub_sim = similarity_matrix(W_dec.detach()[torch.from_numpy(top)], similarity_metric)
+        add(
+            "plot_similarity_heatmap",
+            heatmap(
+                sub_sim,
+                top,
+                f"Decoder {similarity_metric} similarity (most frequent features)",
+                od.file(AnalysisPaths.plot("plot_similarity_heatmap")),
+                cmap="RdBu_r" if larger_is_closer(similarity_metric) else "viridis",
+                symmetric=larger_is_closer(similarity_metric),
+            ),
+        )
+        sub = (
+            sp.csr_array(counts)[top][:, top].toarray()
+            if sp.issparse(counts)
+            else counts[np.ix_(top, top)].copy()
+        )
+        np.fill_diagonal(sub, np.asarray([int(c) for c in st.count[top]]))
+        phi = dense_metric(sub, n_tokens, "phi")
+        add(
+            "plot_cooccurrence_heatmap",
+            heatmap(
+                phi,
+                top,
+                "Co-occurrence (phi, most frequent features)",
+                od.file(AnalysisPaths.plot("plot_cooccurrence_heatmap")),
+            ),
+        )
+    if history:
+        add(
+            "plot_training_history",
+            training_history(history, od.file(AnalysisPaths.plot("plot_training_history"))),
+        )
+    return files

@@ -14,9 +14,16 @@ from interplab.common.atomic import write_json
 from interplab.common.errors import InterplabError, one_of
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.progress import track
-from interplab.sae.corpus import TokenWindows, check_context_size, iter_batches, load_windows, n_batches
+from interplab.sae.corpus import (
+    TokenWindows,
+    check_context_size,
+    iter_batches,
+    load_windows,
+    n_batches,
+    validate_run_args,
+)
 from interplab.sae.formats import load_sae
-from interplab.sae.hooks import HookPoint, capture_activations, check_sae_width, resolve_hook
+from interplab.sae.hooks import HookPoint, capture_activations, resolve_sae_hook
 from interplab.sae.metrics import (
     DEFAULT_EVAL_CONVENTION,
     EVAL_CONVENTIONS,
@@ -46,38 +53,6 @@ class QuickCheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.sections)
-
-
-def validate_run_args(batch_size: int, context_size: int, max_tokens: int | None) -> None:
-    """Check numeric flags before anything is loaded."""
-    if int(batch_size) <= 0:
-        raise InterplabError(f"--batch-size must be ≥ 1, got {batch_size}")
-    if int(context_size) <= 1:
-        raise InterplabError(f"--context-size must be ≥ 2, got {context_size}")
-    if max_tokens is not None and int(max_tokens) <= 0:
-        raise InterplabError(f"--max-tokens must be ≥ 1, got {max_tokens}")
-
-
-def resolve_sae_hook(loaded: LoadedModel, sae: SAE, hook: str | None, layer: int | None) -> HookPoint:
-    """The hook point from the flags, falling back to the SAE's own ``hook_name`` / ``hook_layer``;
-    checks that the SAE's d_in equals the hooked width."""
-    if hook is None:
-        hook = sae.cfg.hook_name
-        if hook is None:
-            why = sae.cfg.extra.get("hook_source")
-            raise InterplabError(
-                "no --hook given and the SAE config names no hook_name"
-                + (f" ({why}); pass --hook, e.g. blocks.L.hook_resid_post" if why else "")
-            )
-        if layer is not None and hook.startswith("blocks."):
-            hook = hook.split(".", 2)[2]
-    if layer is None and not str(hook).startswith("blocks."):
-        layer = sae.cfg.hook_layer
-    hp = resolve_hook(loaded, hook, layer)
-    if sae.cfg.hook_name and sae.cfg.hook_name.startswith("blocks.") and sae.cfg.hook_name != hp.name:
-        log.warning("SAE was trained on %s but is applied at %s", sae.cfg.hook_name, hp.name)
-    check_sae_width(loaded, hp, sae.d_in)
-    return hp
 
 
 def run_pass(

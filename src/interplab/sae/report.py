@@ -8,30 +8,32 @@ from typing import Any
 import numpy as np
 
 from interplab.common.atomic import write_text
-from interplab.sae.summaries import gather_tokens
+from interplab.sae.stats import FeatureStats
+from interplab.sae.summaries import SummaryInputs, gather_tokens
 
 
 def _get(d: dict[str, Any] | None, key: str) -> Any:
     return None if d is None else d.get(key)
 
 
-def build_summary(an: Any, results: dict[str, Any], files: dict[str, str], ts: str) -> dict[str, Any]:
-    """The key numbers of an analysis (``files`` is added by the caller)."""
+def build_summary(results: dict[str, Any], stats: FeatureStats, ts: str) -> dict[str, Any]:
+    """The key numbers of an analysis from its ``analysis_results`` content and feature statistics
+    (``files`` is added by the caller)."""
     sp_, dead, rec, abl = (
         results.get(k) or {} for k in ("sparsity", "dead_features", "reconstruction", "ablation")
     )
-    st = an.collection.feature_stats
+    cfg, sae = results["config"], results["sae"]
     return {
         "timestamp": ts,
-        "model": an.cfg.model_name,
-        "sae": an.cfg.sae_path,
-        "hook": an.hp.name,
-        "layer": an.hp.layer,
-        "data": an.cfg.data_path,
-        "d_in": an.sae.d_in,
-        "d_sae": an.sae.d_sae,
-        "architecture": an.sae.cfg.architecture,
-        "n_tokens": an.collection.n_tokens,
+        "model": cfg["model_name"],
+        "sae": cfg["sae_path"],
+        "hook": cfg["hook"],
+        "layer": cfg["layer"],
+        "data": cfg["data_path"],
+        "d_in": sae["d_in"],
+        "d_sae": sae["d_sae"],
+        "architecture": sae["architecture"],
+        "n_tokens": results["collection"]["n_tokens"],
         "n_texts": _get(results.get("data"), "n_texts"),
         "n_empty_texts": _get(results.get("data"), "n_empty_texts"),
         "l0_mean": sp_.get("l0_mean"),
@@ -39,7 +41,7 @@ def build_summary(an: Any, results: dict[str, Any], files: dict[str, str], ts: s
         "n_dead": dead.get("n_dead"),
         "pct_dead": dead.get("pct_dead"),
         "n_dense": dead.get("n_dense"),
-        "n_alive": int((st.count > 0).sum()),
+        "n_alive": int((stats.count > 0).sum()),
         "mse_per_element": rec.get("mse_per_element"),
         "mse_per_token": rec.get("mse_per_token"),
         "explained_variance": rec.get("explained_variance"),
@@ -53,8 +55,8 @@ def build_summary(an: Any, results: dict[str, Any], files: dict[str, str], ts: s
         "kl_score": abl.get("kl_score"),
         "ablation_tokens": abl.get("n_tokens"),
         "ablation_substitute": abl.get("substitute"),
-        "similarity_metric": an.cfg.similarity,
-        "cooccurrence_metrics": list(an.cfg.cooccurrence),
+        "similarity_metric": cfg["similarity"],
+        "cooccurrence_metrics": list(cfg["cooccurrence"]),
         "collection_seconds": _get(results.get("collection"), "seconds"),
         "resumed_shards": _get(results.get("collection"), "resumed_shards"),
     }
@@ -72,9 +74,10 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").replace("`", "'")
 
 
-def write_readme(path: Path, summary: dict[str, Any], results: dict[str, Any], an: Any, inputs: Any) -> Path:
-    """The human-readable findings: metrics table, dead/dense counts, top features, file pointers."""
-    st = an.collection.feature_stats
+def write_readme(path: Path, summary: dict[str, Any], results: dict[str, Any], inputs: SummaryInputs) -> Path:
+    """The human-readable findings: metrics table, dead/dense counts, top features, file pointers
+    (the top tokens of the most frequent features are read from the database of ``inputs``)."""
+    st = inputs.stats
     lines = [
         f"# SAE analysis — {summary['model']} at {summary['hook']}",
         "",
@@ -127,7 +130,7 @@ def write_readme(path: Path, summary: dict[str, Any], results: dict[str, Any], a
         "|---|---|---|---|---|",
     ]
     order = np.lexsort((np.arange(st.d_sae), -st.count))[:15]
-    tok = an.loaded.tokenizer
+    tok = inputs.tokenizer
     order = order[st.count[order] > 0]
     got = gather_tokens(inputs.db_path, inputs.shards, st.top_tokens[order][:, :5])  # one pass
     for row, f in enumerate(order):

@@ -13,8 +13,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-SIMILARITY_METRICS = ("cosine", "dot", "euclidean")
-DENSE_LIMIT = 16384
+from interplab.sae.metric import SIMILARITY as METRICS
+from interplab.sae.metric import get_metric
+
+SIMILARITY_METRICS = tuple(METRICS)
+
+
+def larger_is_closer(metric: str) -> bool:
+    """Whether the nearest neighbours under ``metric`` are its largest values (False: a distance)."""
+    return get_metric(METRICS, metric, "similarity metric").larger_is_more_related
 
 
 def _prepared(W_dec: torch.Tensor | np.ndarray, metric: str) -> torch.Tensor:
@@ -62,7 +69,7 @@ def similarity_topk(
     val = np.zeros((d, k), np.float32)
     if k == 0:
         return idx, val
-    largest = metric != "euclidean"
+    largest = larger_is_closer(metric)
     for s in range(0, d, chunk):
         block = _block(W, slice(s, s + chunk), metric, sq)
         rows = torch.arange(block.shape[0])
@@ -71,3 +78,15 @@ def similarity_topk(
         idx[s : s + chunk] = i.numpy()
         val[s : s + chunk] = v.numpy()
     return idx, val
+
+
+def row_topk(W: torch.Tensor, feature: int, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` features nearest to ``feature`` by ``metric`` (itself excluded), best first."""
+    Wp = _prepared(W, metric)
+    sq = (Wp * Wp).sum(dim=1) if metric == "euclidean" else None
+    row = _block(Wp, slice(feature, feature + 1), metric, sq)[0]
+    largest = larger_is_closer(metric)
+    row[feature] = -torch.inf if largest else torch.inf
+    k = min(k, row.numel() - 1)
+    v, i = torch.topk(row, k, largest=largest)
+    return i.numpy(), v.numpy()

@@ -17,6 +17,7 @@ so the cost is linear in the number of non-zero activations and the state is ``O
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -66,13 +67,10 @@ def _load_topk_kernel() -> Any:
     return segment_topk
 
 
-_TOPK_KERNEL: list[Any] = []
-
-
+@functools.cache
 def _topk_kernel() -> Any:
-    if not _TOPK_KERNEL:
-        _TOPK_KERNEL.append(_load_topk_kernel())
-    return _TOPK_KERNEL[0]
+    """The compiled kernel(s), built once per process (None without numba)."""
+    return _load_topk_kernel()
 
 
 def _feature_token_sorted(token: np.ndarray, feature: np.ndarray) -> bool:

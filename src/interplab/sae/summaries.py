@@ -14,11 +14,10 @@ import numpy as np
 import torch
 
 from interplab.sae.activation_db import Shard, iter_shard_tables
+from interplab.sae.layout import DENSE_THRESHOLD, FeatureSummary
 from interplab.sae.stats import HIST_EDGES, FeatureStats, QuantileExamples
 
 log = logging.getLogger(__name__)
-
-DENSE_THRESHOLD = 0.1
 
 
 def gather_tokens(db_path: Path, shards: list[Shard], token_idx: np.ndarray) -> dict[str, np.ndarray]:
@@ -155,7 +154,7 @@ def _examples(
     return out
 
 
-def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[dict[str, Any]]:
+def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[FeatureSummary]:
     """Yield the summary of each feature in order (see docs/sae-analysis.md for every key)."""
     st = inp.stats
     d = st.d_sae
@@ -209,7 +208,7 @@ def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[dict
                 co_counts = np.asarray(counts[[int(f)], :].toarray()).ravel()[co_idx] if co_idx.size else []
             else:
                 co_counts = counts[f, co_idx]
-            record: dict[str, Any] = {
+            record: FeatureSummary = {
                 "feature": int(f),
                 "density": float(density[f]),
                 "n_fires": int(st.count[f]),

@@ -11,6 +11,7 @@ handed to ``torch.topk`` itself, so the result always equals the ``torch.topk`` 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -76,13 +77,10 @@ def _load_kernel() -> Any:
     return rows_topk
 
 
-_KERNEL: list[Any] = []
-
-
+@functools.cache
 def _kernel() -> Any:
-    if not _KERNEL:
-        _KERNEL.append(_load_kernel())
-    return _KERNEL[0]
+    """The compiled kernel(s), built once per process (None without numba)."""
+    return _load_kernel()
 
 
 def _torch_path(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,6 +32,7 @@ from interplab.common.errors import InterplabError
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import output_dir
 from interplab.common.progress import make_progress, track
+from interplab.sae.configs import TrainConfig
 from interplab.sae.corpus import TokenWindows, check_context_size, iter_batches, load_windows, n_batches
 from interplab.sae.formats import save_sae
 from interplab.sae.hooks import HookPoint, capture_activations, resolve_hook
@@ -193,27 +194,15 @@ def _start_wandb(mode: str, out: Path, config: dict[str, Any]) -> Any:
     )
 
 
-def train_sae(
-    model: str = "minilm",
-    layer: int | None = 3,
-    hook: str = "hook_resid_post",
-    data: str = "docs",
-    d_sae: int = 512,
-    k: int = 32,
-    steps: int = 800,
-    out: str | Path = "sae-out",
-    batch_size: int = 512,
-    lr: float | None = None,
-    seed: int = 0,
-    wandb_mode: str | None = None,
-    max_tokens: int | None = None,
-    context_size: int = 128,
-    model_batch_size: int = 16,
-    aux_k_coef: float = 1 / 32,
-    dead_after_steps: int = 100,
-    log_every: int | None = None,
-) -> TrainResult:
-    """Train a TopK SAE on ``model``'s activations at ``hook`` (see the module docstring)."""
+def train_sae(config: TrainConfig | None = None, /, **options: Any) -> TrainResult:
+    """Train a TopK SAE on ``model``'s activations at ``hook`` (see the module docstring). Options
+    are the fields of :class:`~interplab.sae.configs.TrainConfig`, as one object or as keywords."""
+    cfg = config if config is not None else TrainConfig(**options)
+    model, layer, hook, data, out = cfg.model, cfg.layer, cfg.hook, cfg.data, cfg.out
+    d_sae, k, steps, batch_size, lr, seed = cfg.d_sae, cfg.k, cfg.steps, cfg.batch_size, cfg.lr, cfg.seed
+    wandb_mode, max_tokens, context_size = cfg.wandb_mode, cfg.max_tokens, cfg.context_size
+    model_batch_size, aux_k_coef = cfg.model_batch_size, cfg.aux_k_coef
+    dead_after_steps, log_every = cfg.dead_after_steps, cfg.log_every
     t0 = time.perf_counter()
     wall_start = time.time()
     _validate(d_sae, k, steps, batch_size, lr, wandb_mode, model_batch_size)

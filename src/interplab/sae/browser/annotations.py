@@ -16,25 +16,21 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from pathlib import Path
 from typing import Any
 
+from interplab.sae import layout
+
 log = logging.getLogger(__name__)
 
-EXPLANATIONS = ("explanations_", ".jsonl")
-STABILITY = ("feature_stability_", ".parquet")
+EXPLANATIONS = layout.EXPLANATION_FILES
+STABILITY = layout.STABILITY_FILES
 SCORE_KEY = "detection_balanced_accuracy"
 
 
 def latest(root: Path, prefix: str, suffix: str) -> Path | None:
     """``root/results/<prefix><YYYYmmdd_HHMMSS><suffix>`` with the latest timestamp."""
-    folder = Path(root) / "results"
-    if not folder.is_dir():
-        return None
-    pattern = re.compile(re.escape(prefix) + r"\d{8}_\d{6}" + re.escape(suffix) + "$")
-    found = sorted(p for p in folder.iterdir() if pattern.match(p.name) and p.is_file())
-    return found[-1] if found else None
+    return layout.latest(Path(root) / layout.RESULTS, prefix, suffix)
 
 
 def _sql_str(p: Path) -> str:

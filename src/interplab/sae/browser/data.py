@@ -23,8 +23,22 @@ import numpy as np
 import pyarrow as pa
 
 from interplab.common.errors import InterplabError, one_of, require
+from interplab.sae import layout
+from interplab.sae.activation_db import Shard, read_manifest
 from interplab.sae.browser import annotations
 from interplab.sae.browser.tokens import attach_display, drop_duplicate_examples, shareable_paths
+from interplab.sae.layout import (
+    DENSE_THRESHOLD,
+    SUMMARY_KEYS,
+    SUMMARY_SCALARS,
+    Example,
+    FeatureSummary,
+    Histogram,
+    LogitToken,
+    Neighbour,
+    QuantileExample,
+    latest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +49,6 @@ SORT_COLUMNS = {
     "feature": "feature",
 }
 FILTERS = ("all", "alive", "dead", "dense")
-DENSE_THRESHOLD = 0.1  # a feature firing on more than 10 % of tokens is "dense" (issue 3, §4)
 CONTEXT_RADIUS = 12  # tokens shown on each side of an example's activating token
 MAX_PER_PAGE = 500
 INDEX_VERSION = 2
@@ -43,15 +56,6 @@ INDEX_VERSION = 2
 
 # --------------------------------------------------------------------------------------------------
 # locating files
-
-
-def _latest(folder: Path, prefix: str, suffix: str) -> Path | None:
-    """The file ``folder/prefix<ts>suffix`` with the latest timestamp (names sort by timestamp)."""
-    if not folder.is_dir():
-        return None
-    pattern = re.compile(re.escape(prefix) + r"\d{8}_\d{6}" + re.escape(suffix) + "$")
-    found = sorted(p for p in folder.glob(f"{prefix}*{suffix}") if pattern.match(p.name) and p.is_file())
-    return found[-1] if found else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,37 +79,30 @@ class AnalysisFiles:
         require(
             root.is_dir(), f"{root}: analysis folder not found (expected the --out folder of `sae analyze`)"
         )
-        summaries = _latest(root / "results", "feature_summaries_", ".jsonl")
+        summaries = latest(root / layout.RESULTS, "feature_summaries_", ".jsonl")
         require(
             summaries is not None,
-            f"{root}: no results/feature_summaries_<timestamp>.jsonl found; "
+            f"{root}: no {layout.RESULTS}/feature_summaries_<timestamp>.jsonl found; "
             "expected a folder written by `interplab sae analyze`",
         )
-        db = root / "activation_database"
-        plots_dir = root / "plots"
+        db = root / layout.DATABASE
+        plots_dir = root / layout.PLOTS
         plots = tuple(sorted(p for p in plots_dir.glob("*.png") if p.is_file())) if plots_dir.is_dir() else ()
         return cls(
             root=root,
             summaries=summaries,  # type: ignore[arg-type]
-            results=_latest(root / "results", "analysis_results_", ".json"),
-            summary=_latest(root, "SUMMARY_", ".json"),
-            readme=_latest(root, "README_", ".md"),
-            similarity=_latest(root / "matrices", "feature_similarity_", ".npy"),
-            cooccurrence=_latest(root / "matrices", "feature_cooccurrence_", ".npy"),
-            database=db if (db / "tokens").is_dir() else None,
+            results=latest(root / layout.RESULTS, "analysis_results_", ".json"),
+            summary=latest(root, "SUMMARY_", ".json"),
+            readme=latest(root, "README_", ".md"),
+            similarity=latest(root / layout.MATRICES, "feature_similarity_", ".npy"),
+            cooccurrence=latest(root / layout.MATRICES, "feature_cooccurrence_", ".npy"),
+            database=db if (db / layout.DB_MANIFEST).is_file() else None,
             plots=plots,
         )
 
 
 # --------------------------------------------------------------------------------------------------
-# normalising one summary record (tolerant to the spelling of keys)
-
-
-def _first(d: dict[str, Any], *keys: str, default: Any = None) -> Any:
-    for key in keys:
-        if key in d and d[key] is not None:
-            return d[key]
-    return default
+# one summary line in the browser's shape
 
 
 def _num(x: Any) -> float | None:
@@ -116,163 +113,82 @@ def _num(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _pairs(
-    items: Any, value_keys: tuple[str, ...], name_keys: tuple[str, ...] = ("token", "token_str")
-) -> list[dict]:
-    """Normalise ``[{token, value}]`` / ``[[token, value]]`` / ``{token: value}`` / ``[token]`` lists."""
-    out: list[dict] = []
-    if isinstance(items, dict):
-        items = list(items.items())
-    for item in items or []:
-        if isinstance(item, dict):
-            name = _first(item, *name_keys)
-            value = _num(_first(item, *value_keys))
-            rest = {k: v for k, v in item.items() if k not in (*name_keys, *value_keys)}
-            out.append({"token": "" if name is None else str(name), "value": value, **rest})
-        elif isinstance(item, list | tuple) and len(item) >= 2:
-            out.append({"token": str(item[0]), "value": _num(item[1])})
-        else:
-            out.append({"token": str(item), "value": None})
+def _example(e: Example) -> dict[str, Any]:
+    out: dict[str, Any] = dict(e)
+    out["activation"] = _num(e["activation"])
     return out
 
 
-def _neighbours(items: Any) -> list[dict]:
-    """Normalise neighbour lists to ``[{feature: int, value: float}]``."""
-    out: list[dict] = []
-    if isinstance(items, dict):
-        if "indices" in items or "features" in items:
-            idx = _first(items, "indices", "features", default=[])
-            val = _first(items, "values", "scores", "similarities", default=[None] * len(idx))
-            items = list(zip(idx, val, strict=False))
-        else:
-            items = list(items.items())
-    for item in items or []:
-        if isinstance(item, dict):
-            f = _first(item, "feature", "index", "id")
-            v = _first(item, "similarity", "value", "score", "phi", "cosine", "correlation")
-        elif isinstance(item, list | tuple) and len(item) >= 2:
-            f, v = item[0], item[1]
-        else:
-            f, v = item, None
-        try:
-            entry = {"feature": int(f), "value": _num(v)}
-            if isinstance(item, dict) and isinstance(item.get("count"), int | float):
-                entry["count"] = int(item["count"])
-            out.append(entry)
-        except (TypeError, ValueError):
-            continue
-    return out
+def _quantile_groups(examples: list[QuantileExample]) -> list[dict]:
+    """Quantile examples grouped by ``quantile q · activation in [lo, hi)`` (first-seen order)."""
+    by_label: dict[str, list[dict]] = {}
+    for e in examples:
+        label = f"quantile {e['quantile']}"
+        lo, hi = _num(e.get("bin_lower")), _num(e.get("bin_upper"))
+        if lo is not None or hi is not None:
+            lo_s = "0" if lo is None else f"{lo:.3g}"
+            hi_s = "∞" if hi is None else f"{hi:.3g}"
+            label += f" · activation in [{lo_s}, {hi_s})"
+        by_label.setdefault(label, []).append(_example(e))
+    return [{"label": k, "examples": v} for k, v in by_label.items()]
 
 
-def _example(e: Any) -> dict:
-    if not isinstance(e, dict):
-        return {"activation": None, "token": str(e), "context": "", "text_idx": None, "position": None}
-    out = dict(e)
-    out["activation"] = _num(_first(e, "activation", "value", "act"))
-    out["token"] = str(_first(e, "token", "token_str", default=""))
-    ctx = _first(e, "context", "text", default="")
-    out["context"] = ctx if isinstance(ctx, str) else " ".join(map(str, ctx))
-    for key in ("text_idx", "position", "token_idx"):
-        v = e.get(key)
-        out[key] = int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
-    return out
-
-
-def _quantile_groups(q: Any) -> list[dict]:
-    """Normalise quantile examples to ``[{label, examples: [...]}]``."""
-    groups: list[dict] = []
-    if isinstance(q, dict):
-        for label, exs in q.items():
-            if isinstance(exs, dict) and "examples" in exs:
-                exs = exs["examples"]
-            groups.append({"label": str(label), "examples": [_example(e) for e in exs or []]})
-    elif isinstance(q, list):
-        if all(isinstance(g, dict) and "examples" in g for g in q):
-            for g in q:
-                label = _first(g, "label", "quantile", "range", "bin", default="")
-                if isinstance(label, list | tuple):
-                    label = "–".join(f"{_num(x):.3g}" if _num(x) is not None else str(x) for x in label)
-                groups.append(
-                    {"label": str(label), "examples": [_example(e) for e in g.get("examples") or []]}
-                )
-        else:  # flat list, each example with its quantile (and the histogram bin it came from)
-            by_label: dict[str, list[dict]] = {}
-            for e in q:
-                label = ""
-                if isinstance(e, dict):
-                    qv = _first(e, "quantile", "bin", "label", default="")
-                    label = f"quantile {qv}" if isinstance(qv, int | float) else str(qv)
-                    lo, hi = _num(e.get("bin_lower")), _num(e.get("bin_upper"))
-                    if lo is not None or hi is not None:
-                        lo_s = "0" if lo is None else f"{lo:.3g}"
-                        hi_s = "∞" if hi is None else f"{hi:.3g}"
-                        label += f" · activation in [{lo_s}, {hi_s})"
-                by_label.setdefault(label, []).append(_example(e))
-            groups = [{"label": k, "examples": v} for k, v in by_label.items()]
-    return groups
-
-
-def _histogram(h: Any) -> dict | None:
-    if not isinstance(h, dict):
+def _histogram(h: Histogram) -> dict | None:
+    counts = [float(c or 0) for c in h["counts"]]
+    if not counts:
         return None
-    counts = _first(h, "counts", "count", "hist")
-    edges = _first(h, "edges", "bin_edges", "bins")
-    if not isinstance(counts, list) or not counts:
-        return None
-    counts = [float(c or 0) for c in counts]
-    if not isinstance(edges, list) or len(edges) != len(counts) + 1:
-        edges = None
-    return {
-        "counts": counts,
-        "edges": [float(x) for x in edges] if edges else None,
-        "log_scale": bool(h.get("log")),
-    }
+    edges = h["bin_edges"] if len(h["bin_edges"]) == len(counts) + 1 else None
+    return {"counts": counts, "edges": [float(x) for x in edges] if edges else None, "log_scale": False}
 
 
-def _top_token_names(top_tokens: Any) -> list[str]:
-    return [p["token"] for p in _pairs(top_tokens, ("count", "value", "mean", "activation", "score"))]
+def _neighbours(items: list[Neighbour]) -> list[dict]:
+    out = []
+    for n in items:
+        entry: dict[str, Any] = {"feature": int(n["feature"]), "value": _num(n["value"])}
+        if "count" in n:
+            entry["count"] = int(n["count"])
+        out.append(entry)
+    return out
 
 
-def normalise_summary(rec: dict[str, Any]) -> dict[str, Any]:
+def _logit_tokens(items: list[LogitToken]) -> list[dict]:
+    return [{"token": str(t["token"]), "value": _num(t["value"]), "token_id": t["token_id"]} for t in items]
+
+
+def browser_record(rec: FeatureSummary) -> dict[str, Any]:
     """One feature-summary line in the browser's shape (see docs/sae-browser.md, ``/api/feature``)."""
-    logit = _first(rec, "logit_effects", "logits", default=None)
-    promoted, suppressed = [], []
-    if isinstance(logit, dict):
-        promoted = _pairs(
-            _first(logit, "promoted", "top_promoted", "positive", "top_positive"),
-            ("value", "logit", "effect", "score"),
-        )
-        suppressed = _pairs(
-            _first(logit, "suppressed", "top_suppressed", "negative", "top_negative"),
-            ("value", "logit", "effect", "score"),
-        )
-    known = {
-        "feature", "density", "frequency", "firing_rate", "mean_activation", "mean", "max_activation", "max",
-        "top_tokens", "top_examples", "quantile_examples", "logit_effects", "logits", "similar_features",
-        "nearest_features", "coactivating_features", "cooccurring_features", "histogram", "activation_histogram", "ablation",
-    }  # fmt: skip
-    extras = {
-        k: v for k, v in rec.items() if k not in known and v is not None and not isinstance(v, dict | list)
-    }
+    logit = rec["logit_effects"]
     return {
         "feature": int(rec["feature"]),
-        "density": _num(_first(rec, "density", "frequency", "firing_rate")),
-        "mean_activation": _num(_first(rec, "mean_activation", "mean")),
-        "max_activation": _num(_first(rec, "max_activation", "max")),
-        "top_tokens": _pairs(
-            _first(rec, "top_tokens", default=[]), ("count", "value", "mean", "activation", "score")
-        ),
-        "top_examples": [_example(e) for e in _first(rec, "top_examples", default=[]) or []],
-        "quantile_examples": _quantile_groups(_first(rec, "quantile_examples", default=[])),
-        "logit_effects": {"promoted": promoted, "suppressed": suppressed} if logit is not None else None,
-        "similar_features": _neighbours(_first(rec, "similar_features", "nearest_features", default=[])),
-        "coactivating_features": _neighbours(
-            _first(rec, "coactivating_features", "cooccurring_features", default=[])
-        ),
-        "histogram": _histogram(_first(rec, "histogram", "activation_histogram")),
-        "ablation": rec.get("ablation") if isinstance(rec.get("ablation"), dict) else None,
-        "extra": extras,
+        "density": _num(rec["density"]),
+        "mean_activation": _num(rec["mean_activation"]),
+        "max_activation": _num(rec["max_activation"]),
+        "top_tokens": [
+            {"token": str(t["token"]), "value": _num(t["count"]), "max_activation": t["max_activation"]}
+            for t in rec["top_tokens"]
+        ],
+        "top_examples": [_example(e) for e in rec["top_examples"]],
+        "quantile_examples": _quantile_groups(rec["quantile_examples"]),
+        "logit_effects": None
+        if logit is None
+        else {"promoted": _logit_tokens(logit["promoted"]), "suppressed": _logit_tokens(logit["suppressed"])},
+        "similar_features": _neighbours(rec["similar_features"]),
+        "coactivating_features": _neighbours(rec["coactivating_features"]),
+        "histogram": _histogram(rec["activation_histogram"]),
+        "ablation": rec["ablation"],
+        "extra": {k: rec[k] for k in SUMMARY_SCALARS if rec.get(k) is not None},  # type: ignore[literal-required]
     }
+
+
+def _require_keys(rec: Any, keys: tuple[str, ...], where: str) -> None:
+    """One clear line when a summary line is not an ``sae analyze`` feature summary."""
+    if not isinstance(rec, dict):
+        raise InterplabError(f"{where}: not a feature summary (expected a JSON object)")
+    missing = [k for k in keys if k not in rec]
+    if missing:
+        raise InterplabError(
+            f"{where}: not a feature summary of `interplab sae analyze` (missing keys: {', '.join(missing)})"
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -294,6 +210,7 @@ INDEX_SCHEMA = pa.schema(
 
 
 HEAVY_KEY = b'"top_examples":'  # the bulky part of a line; the index needs only what comes before
+INDEX_KEYS = ("feature", "density", "mean_activation", "max_activation", "top_tokens")
 
 
 def _scalars(raw: bytes, fast: bool) -> dict[str, Any]:
@@ -311,7 +228,7 @@ def _scalars(raw: bytes, fast: bool) -> dict[str, Any]:
                     rec = json.loads(head[:-1] + b"}")
                 except ValueError:
                     rec = None
-                if isinstance(rec, dict) and "feature" in rec and "top_tokens" in rec and "density" in rec:
+                if isinstance(rec, dict) and all(k in rec for k in INDEX_KEYS):
                     return rec
     return json.loads(raw)
 
@@ -330,16 +247,21 @@ def build_feature_index(summaries: Path, fast: bool = True) -> pa.Table:
             start, offset = offset, offset + len(raw)
             if not raw.strip():
                 continue
+            where = f"{summaries}: line {lineno}"
             try:
                 rec = _scalars(raw, fast)
+            except ValueError as exc:
+                raise InterplabError(f"{where}: not a feature summary ({exc})") from exc
+            _require_keys(rec, INDEX_KEYS, where)
+            try:
                 feature = int(rec["feature"])
+                tokens = [str(t["token"]) for t in rec["top_tokens"]]
             except (ValueError, KeyError, TypeError) as exc:
-                raise InterplabError(f"{summaries}: line {lineno}: not a feature summary ({exc})") from exc
-            tokens = _top_token_names(rec.get("top_tokens"))
+                raise InterplabError(f"{where}: not a feature summary ({exc!r})") from exc
             cols["feature"].append(feature)
-            cols["density"].append(_num(_first(rec, "density", "frequency", "firing_rate")))
-            cols["mean_activation"].append(_num(_first(rec, "mean_activation", "mean")))
-            cols["max_activation"].append(_num(_first(rec, "max_activation", "max")))
+            cols["density"].append(_num(rec["density"]))
+            cols["mean_activation"].append(_num(rec["mean_activation"]))
+            cols["max_activation"].append(_num(rec["max_activation"]))
             cols["top_tokens"].append(tokens)
             cols["top_tokens_text"].append("\n".join(tokens).lower())
             cols["byte_offset"].append(start)
@@ -376,23 +298,6 @@ class FeaturePage:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _database_shards(db: Path) -> tuple[list[Path], list[Path]]:
-    """Token and activation shard files: the complete shards listed in ``manifest.json`` when it
-    lists them (files of an interrupted shard are ignored), else every Parquet file found."""
-    try:
-        manifest = json.loads((db / "manifest.json").read_text(encoding="utf-8"))
-        shards = manifest.get("shards") if isinstance(manifest, dict) else None
-    except (OSError, ValueError):
-        shards = None
-    if isinstance(shards, list) and shards and all(isinstance(s, dict) and "tokens" in s for s in shards):
-        tok = [db / s["tokens"] for s in shards]
-        act = [db / s["activations"] for s in shards if s.get("activations")]
-        return [p for p in tok if p.is_file()], [p for p in act if p.is_file()]
-    tok = sorted((db / "tokens").glob("*.parquet"))
-    act = sorted((db / "activations").glob("*.parquet")) if (db / "activations").is_dir() else []
-    return tok, act
 
 
 def _sql_str(s: str | Path) -> str:
@@ -442,7 +347,13 @@ class AnalysisData:
         db = self.files.database
         if db is None:
             return
-        tok, act = _database_shards(db)
+        try:
+            shards = [Shard(**sh) for sh in read_manifest(db).get("shards", [])]
+        except InterplabError as exc:
+            log.warning("no activation contexts: %s", exc)
+            return
+        tok = [db / sh.tokens for sh in shards if (db / sh.tokens).is_file()]
+        act = [db / sh.activations for sh in shards if (db / sh.activations).is_file()]
         if not tok:
             return
         tok_list = "[" + ", ".join(_sql_str(p) for p in tok) + "]"
@@ -637,7 +548,8 @@ class AnalysisData:
         raw = self.raw_feature(feature)
         if raw is None:
             return None
-        rec = normalise_summary(raw)
+        _require_keys(raw, SUMMARY_KEYS, f"{self.files.summaries}: feature {feature}")
+        rec = browser_record(raw)  # type: ignore[arg-type]
         rec.update(annotations.for_feature(self._query, self.files.root, rec["feature"]))
         examples = rec["top_examples"] + [e for g in rec["quantile_examples"] for e in g["examples"]]
         self.attach_contexts(rec["feature"], examples, radius)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
-import os
 import shutil
 import tempfile
 from importlib import resources
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from interplab.common.atomic import umask_mode, write_json, write_text
+from interplab.common.atomic import replace_folder, umask_mode, write_json, write_text
 from interplab.common.errors import InterplabError, require
 from interplab.common.progress import track
 from interplab.sae.browser.app import STATIC_FILES, feature_scale
@@ -73,17 +72,6 @@ def choose_features(
     ), f"the {len(densest)} densest and {len(sample)} random others (seed {seed})"
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` folder onto ``out`` (an older export is removed only afterwards)."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_browser(
     analysis_dir: str | Path,
     out: str | Path,
@@ -108,7 +96,7 @@ def export_browser(
         tmp.chmod(umask_mode(directory=True))  # mkdtemp makes it private; exports are shared
         try:
             _write_export(data, tmp, ids, selection)
-            _replace_dir(tmp, out)
+            replace_folder(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

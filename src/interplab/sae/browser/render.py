@@ -11,7 +11,7 @@ import jinja2
 from markupsafe import Markup
 
 from interplab.common.atomic import to_jsonable
-from interplab.sae.browser.data import DENSE_THRESHOLD
+from interplab.sae.layout import DENSE_THRESHOLD
 
 
 def json_for_script(data: Any) -> Markup:

@@ -42,6 +42,7 @@ from interplab.sae.model import SAE
 from interplab.sae.quick import resolve_sae_hook, validate_run_args
 from interplab.sae.similarity import DENSE_LIMIT as SIM_DENSE_LIMIT
 from interplab.sae.similarity import SIMILARITY_METRICS, similarity_matrix, similarity_topk
+from interplab.sae.stats import EXAMPLES_PER_QUANTILE
 from interplab.sae.summaries import (
     SummaryInputs,
     iter_feature_records,
@@ -83,6 +84,7 @@ class AnalysisConfig:
     shard_tokens: int = 32_768
     overwrite: bool = False
     dtype: str = "float32"
+    examples_per_quantile: int = EXAMPLES_PER_QUANTILE
 
     def validate(self) -> None:
         validate_run_args(self.batch_size, self.context_size, self.max_tokens)
@@ -91,7 +93,7 @@ class AnalysisConfig:
         require(len(self.cooccurrence) > 0, "--cooccurrence needs at least one of: phi, jaccard, pmi")
         for m in self.cooccurrence:
             one_of(m, COOCCURRENCE_METRICS, "co-occurrence metric")
-        for name in ("top_k", "n_neighbours", "shard_tokens"):
+        for name in ("top_k", "n_neighbours", "shard_tokens", "examples_per_quantile"):
             require(
                 int(getattr(self, name)) >= 1,
                 f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
@@ -209,6 +211,12 @@ class SAEAnalyzer:
         if self.windows is None or data_path is not None:
             self.load_data(data_path)
         assert self.windows is not None
+        from interplab.sae.merge import collect_or_merge_sharded
+
+        sharded = collect_or_merge_sharded(self)
+        if sharded is not None:  # a database written shard by shard: fill missing shards, merge
+            self.collection = sharded
+            return sharded
         self.collection = collect(
             self.loaded,
             self.hp,
@@ -561,13 +569,18 @@ def _write_everything(an: SAEAnalyzer, od: OutputDir, ts: str) -> AnalysisResult
             "resumed_shards": col.resumed_shards,
             "seconds": round(col.seconds, 3),
             "seconds_forward": round(col.seconds_forward, 3),
+            "missing_token_ranges": col.missing_token_ranges,
         },
     }
     files["analysis_results"] = f"results/analysis_results_{ts}.json"
     write_json(od.file(files["analysis_results"]), results)
 
     with od.timed("summaries"):
-        quant = quantile_pass(st, col.db_path, _shards(col))
+        quant = (
+            col.quantiles
+            if getattr(col, "quantiles", None) is not None
+            else quantile_pass(st, col.db_path, _shards(col), cfg.examples_per_quantile)
+        )
         W_U = unembedding(an.loaded.model)
         logits = logit_effects(an.sae.W_dec, W_U if W_U is not None and W_U.shape[1] == an.sae.d_in else None)
         abl_by_feature = {

@@ -1,0 +1,164 @@
+"""Sharded collection: the shard plan equals the one-process cuts, `--shard i/N` + merge equals a
+one-process `sae analyze` (rows, integers, floats to 1e-6, top and quantile examples), missing shards
+are named and refilled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from analyze_support import ANALYSIS_OPTIONS, CONTEXT, HOOK, LAYER, load_db
+
+from interplab.common.errors import InterplabError
+from interplab.sae.launch import CollectConfig, run_collect
+from interplab.sae.merge import ANALYSIS_ONLY, run_merge
+from interplab.sae.shards import assigned, parse_shard_arg, plan_shards
+
+BATCH = 4
+
+
+def collect_cfg(setup, out: Path, **kw) -> CollectConfig:
+    return CollectConfig(
+        sae=str(setup.sae),
+        out=str(out),
+        model=str(setup.model),
+        layer=LAYER,
+        hook=HOOK,
+        data=str(setup.data),
+        batch_size=BATCH,
+        context_size=CONTEXT,
+        top_k=ANALYSIS_OPTIONS["top_k"],
+        shard_tokens=ANALYSIS_OPTIONS["shard_tokens"],
+        **kw,
+    )
+
+
+MERGE_OPTIONS = {k: v for k, v in ANALYSIS_OPTIONS.items() if k in ANALYSIS_ONLY}
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def assert_same_analysis(a, b) -> None:
+    """Two analysis results agree: rows, integers exactly, floats to 1e-6 relative, examples."""
+    for x, y in zip(
+        load_db(a.out / "activation_database"), load_db(b.out / "activation_database"), strict=True
+    ):
+        pd.testing.assert_frame_equal(x, y)
+    ra, rb = a.results, b.results
+    for key in (
+        "sparsity",
+        "dead_features",
+        "reconstruction",
+        "ablation",
+        "feature_ablation",
+        "feature_stats",
+    ):
+        _close(ra[key], rb[key], key)
+    for key in ("cooccurrence_counts", "cooccurrence", "cooccurrence_jaccard", "similarity_topk_indices"):
+        x, y = np.load(a.out / a.files[key]), np.load(b.out / b.files[key])
+        if x.dtype.kind in "iu":
+            np.testing.assert_array_equal(x, y, err_msg=key)
+        else:
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-12, err_msg=key)
+    sa, sb = _jsonl(a.out / a.files["feature_summaries"]), _jsonl(b.out / b.files["feature_summaries"])
+    for x, y in zip(sa, sb, strict=True):
+        assert x["top_examples"] == y["top_examples"], x["feature"]
+        assert x["quantile_examples"] == y["quantile_examples"], x["feature"]
+        assert x["n_fires"] == y["n_fires"]
+
+
+def _close(x, y, where: str) -> None:
+    if isinstance(x, dict):
+        assert set(x) == set(y), where
+        for k in x:
+            _close(x[k], y[k], f"{where}.{k}")
+    elif isinstance(x, list):
+        assert len(x) == len(y), where
+        for i, (u, v) in enumerate(zip(x, y, strict=True)):
+            _close(u, v, f"{where}[{i}]")
+    elif (
+        isinstance(x, bool) or (isinstance(x, int) and isinstance(y, int)) or x is None or isinstance(x, str)
+    ):
+        assert x == y, where
+    else:
+        assert x == pytest.approx(y, rel=1e-6, abs=1e-12, nan_ok=True), where
+
+
+def test_plan_equals_the_one_process_cuts(sae_analysis) -> None:
+    from interplab.common.models import load_model
+    from interplab.sae.corpus import load_windows
+    from interplab.sae.shards import window_token_counts
+
+    manifest = json.loads((sae_analysis.db / "manifest.json").read_text())
+    loaded = load_model(str(sae_analysis.model))
+    w = load_windows(loaded.tokenizer, str(sae_analysis.data), context_size=CONTEXT)
+    specs = plan_shards(window_token_counts(w.positions), BATCH, ANALYSIS_OPTIONS["shard_tokens"])
+    got = [(s.window_start, s.window_end, s.token_start, s.token_end) for s in specs]
+    want = [
+        (s["window_start"], s["window_end"], s["token_start"], s["token_end"]) for s in manifest["shards"]
+    ]
+    assert got == want and len(got) >= 3
+
+
+def test_plan_by_hand() -> None:
+    # batches of 2 windows: tokens 3+3 | 3+1 | 5 → cut when a shard reaches 6 tokens
+    specs = plan_shards([3, 3, 3, 1, 5], batch_size=2, shard_tokens=6)
+    assert [(s.window_start, s.window_end, s.token_start, s.token_end) for s in specs] == [
+        (0, 2, 0, 6),
+        (2, 5, 6, 15),
+    ]
+    assert [s.index for s in assigned(plan_shards([1] * 10, 1, 1), 1, 3)] == [1, 4, 7]
+    assert plan_shards([], 2, 6)[0].n_tokens == 0
+
+
+@pytest.mark.parametrize("bad", ["3/2", "-1/4", "a/b", "2/2", "1/0", "1"])
+def test_bad_shard_argument(bad: str) -> None:
+    with pytest.raises(InterplabError, match=r"^--shard: .*" + repr(bad).replace("/", "/")[1:-1]):
+        parse_shard_arg(bad)
+    assert parse_shard_arg(" 2/3 ") == (2, 3)
+
+
+def test_shards_then_merge_equal_one_process_analyze(sae_analysis, tmp_path) -> None:
+    out = tmp_path / "sharded"
+    for i in range(3):
+        r = run_collect(collect_cfg(sae_analysis, out, shard=f"{i}/3"))
+        assert r.analysis is None
+    assert r.missing == [] and r.n_shards >= 3
+    merged = run_merge(out, **MERGE_OPTIONS)
+    assert_same_analysis(merged, sae_analysis.result)
+    # every quantile example lies in its quantile's bin and there are several per quantile
+    recs = _jsonl(out / merged.files["feature_summaries"])
+    n_per_q = [
+        sum(e["quantile"] == q for e in r["quantile_examples"])
+        for r in recs
+        if r["n_fires"] > 50
+        for q in (0.5,)
+    ]
+    assert max(n_per_q) == 5
+
+
+def test_missing_shard_is_named_then_filled_by_a_rerun(sae_analysis, tmp_path) -> None:
+    out = tmp_path / "partial"
+    run_collect(collect_cfg(sae_analysis, out, shard="0/2"))
+    with pytest.raises(InterplabError) as err:
+        run_merge(out, **MERGE_OPTIONS)
+    msg = str(err.value)
+    assert "\n" not in msg and "shards are missing (ids 1, 3" in msg and "interplab sae collect" in msg
+    partial = run_merge(out, allow_partial=True, **MERGE_OPTIONS)
+    ranges = partial.results["collection"]["missing_token_ranges"]
+    assert (
+        ranges
+        and partial.results["sparsity"]["n_tokens"] + sum(b - a for a, b in ranges)
+        == (sae_analysis.result.results["sparsity"]["n_tokens"])
+    )
+    # `sae analyze` on the folder fills the missing shards in-process, then merges
+    from analyze_support import run_analysis
+
+    full = run_analysis(sae_analysis.model, sae_analysis.sae, sae_analysis.data, out)
+    assert full.results["collection"]["missing_token_ranges"] == []
+    assert_same_analysis(full, sae_analysis.result)

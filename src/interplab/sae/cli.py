@@ -251,9 +251,10 @@ def collect_command(
     overwrite: bool = _co("overwrite"),
 ) -> None:
     """Collection pass only, shard by shard: one process, `--shard i/N`, torchrun or Ray."""
+    options = dict(locals())
     from interplab.sae.launch import CollectConfig, run_collect
 
-    r = run_collect(CollectConfig(**{k: v for k, v in locals().items()}))
+    r = run_collect(CollectConfig(**options))
     if r.rank == 0 or r.world_size == 1:
         typer.echo(
             f"{r.out}: collected {len(r.collected)} shards, {len(r.skipped)} already complete, "

@@ -225,3 +225,34 @@ def test_torchrun_two_ranks_gloo_equal_one_process(sae_analysis, tmp_path) -> No
         ("cooccurrence_counts", "cooccurrence"),
         example_keys=("activation", "token_idx", "token_id", "text_idx", "position", "quantile"),
     )
+
+
+@pytest.fixture
+def local_ray():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_backend_equal_one_process(sae_analysis, tmp_path, local_ray) -> None:
+    """`--backend ray --workers 2` on a local Ray instance: an actor pool collects every shard; the
+    merged analysis equals the one-process one; a rerun has nothing left to collect."""
+    out = tmp_path / "ray"
+    r = run_collect(collect_cfg(sae_analysis, out, backend="ray", workers=2, merge=False))
+    assert r.missing == [] and sorted(r.collected) == list(range(r.n_shards))
+    assert_same_analysis(run_merge(out, **MERGE_OPTIONS), sae_analysis.result)
+    again = run_collect(collect_cfg(sae_analysis, out, backend="ray", workers=2, merge=False))
+    assert again.collected == [] and len(again.skipped) == r.n_shards
+
+
+def test_unreachable_ray_address_is_one_line(sae_analysis, tmp_path) -> None:
+    pytest.importorskip("ray")
+    from interplab.sae.ray_backend import connect
+
+    port = _free_port()  # nothing listens there
+    with pytest.raises(
+        InterplabError, match=rf"^--ray-address 127.0.0.1:{port}: no Ray cluster answers there"
+    ):
+        connect(f"127.0.0.1:{port}")

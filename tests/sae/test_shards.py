@@ -256,3 +256,57 @@ def test_unreachable_ray_address_is_one_line(sae_analysis, tmp_path) -> None:
         InterplabError, match=rf"^--ray-address 127.0.0.1:{port}: no Ray cluster answers there"
     ):
         connect(f"127.0.0.1:{port}")
+
+
+@pytest.mark.slow
+def test_killed_worker_is_detected_by_merge_and_refilled(sae_analysis, tiny_texts, tmp_path) -> None:
+    """A `sae collect` process SIGKILLed after its first shard leaves complete shards only; merge
+    names the missing ones; a rerun collects exactly those, and the database then equals an
+    uninterrupted run's (rows and every partial array)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from interplab.sae.partials import load_partial
+
+    data = tmp_path / "many.json"
+    data.write_text(json.dumps(tiny_texts * 12))
+    setup = type(sae_analysis)(sae_analysis.model, sae_analysis.sae, data, tmp_path, None)
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "INTERPLAB_PROGRESS": "0"}
+    args = _cli_args(setup, out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "interplab", "sae", "collect", *args, "--shard", "0/1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    first = out / "activation_database" / "shards" / "part-00000.json"
+    deadline = time.monotonic() + 300
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    db = out / "activation_database"
+    done = sorted(int(p.stem.split("-")[1]) for p in (db / "shards").glob("*.json"))
+    n_shards = json.loads((db / "manifest.json").read_text())["plan"]["n_shards"]
+    missing = sorted(set(range(n_shards)) - set(done))
+    assert done and missing, (done, n_shards)
+    with pytest.raises(InterplabError, match=rf"shards are missing \(ids {', '.join(map(str, missing[:3]))}"):
+        run_merge(out)
+    refill = run_collect(collect_cfg(setup, out, merge=False))
+    assert refill.collected == missing and refill.skipped == done
+    clean = tmp_path / "clean"
+    run_collect(collect_cfg(setup, clean, merge=False))
+    for x, y in zip(load_db(db), load_db(clean / "activation_database"), strict=True):
+        pd.testing.assert_frame_equal(x, y)
+    for i in range(n_shards):
+        a = load_partial(db / "partials" / f"part-{i:05d}.npz")
+        b = load_partial(clean / "activation_database" / "partials" / f"part-{i:05d}.npz")
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert not list(db.rglob("*.tmp")) and not list(db.rglob(".*"))

@@ -4,9 +4,10 @@ and its mergeable partial statistics, then the record that marks the shard compl
 A worker needs no communication: it writes only files named after its own shards, each atomically
 (temporary name, then rename), the record last. Recollecting a shard writes the same content.
 
-On a GPU the hot loop never waits for the host: dense activations and codes stay on the device,
-only the sparse codes (and the per-token reconstruction terms) are copied, asynchronously, into
-pinned host memory, and the host work of a batch is done after the next batch has been queued.
+On a GPU (:func:`device_batch`) the hot loop does not wait for the device: dense activations and
+codes stay there, only the sparse codes and a few reconstruction sums are copied, asynchronously,
+into pinned host memory, and a batch's host-side bookkeeping runs once the next batch is queued
+(waiting on that batch's own CUDA event, not on the stream).
 """
 
 from __future__ import annotations
@@ -93,12 +94,116 @@ def _write_parquet(path: Path, table: pa.Table, activations: bool) -> None:
 
 
 def _host(t: torch.Tensor) -> torch.Tensor:
-    """Start an asynchronous copy to pinned host memory (a plain copy on CPU)."""
+    """Start an asynchronous copy to pinned host memory (the tensor itself on CPU)."""
     if t.device.type == "cpu":
         return t
     out = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     out.copy_(t, non_blocking=True)
     return out
+
+
+class _Done:
+    """Stands in for a CUDA event on CPU (work is already finished)."""
+
+    def synchronize(self) -> None:
+        return None
+
+
+def reconstruction_terms(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The per-batch sums :meth:`ReconstructionStats.update` adds, as device tensors (no host sync:
+    masks become ``torch.where`` instead of boolean indexing)."""
+    x, x_hat = x.to(torch.float64), x_hat.to(torch.float64)
+    resid = ((x - x_hat) ** 2).sum(dim=1)
+    mean = x.mean(dim=0)
+    centred = (x - mean) ** 2
+    total = centred.sum(dim=1)
+    ok = total > 0
+    norm_x = x.norm(dim=1)
+    nz = norm_x > 0
+    one = torch.ones_like(total)
+    return {
+        "sse": resid.sum(),
+        "mean": mean,
+        "m2": centred.sum(dim=0),
+        "ev_sum": torch.where(ok, 1.0 - resid / torch.where(ok, total, one), 0.0).sum(),
+        "ev_n": ok.sum(),
+        "cos_sum": torch.nn.functional.cosine_similarity(x, x_hat, dim=1, eps=1e-12).sum(),
+        "ratio_sum": torch.where(nz, x_hat.norm(dim=1) / torch.where(nz, norm_x, one), 0.0).sum(),
+        "ratio_n": nz.sum(),
+    }
+
+
+def add_reconstruction_terms(recon: ReconstructionStats, terms: dict[str, torch.Tensor], n: int) -> None:
+    """Add :func:`reconstruction_terms` (host copies) to ``recon``: the same fields as ``update``."""
+    from interplab.sae.metrics import Moments
+    from interplab.sae.partials import merge_moments
+
+    if n == 0:
+        return
+    recon.sse += float(terms["sse"])
+    recon.x_moments = merge_moments(recon.x_moments, Moments(n, terms["mean"].cpu(), terms["m2"].cpu()))
+    recon.ev_legacy_sum += float(terms["ev_sum"])
+    recon.ev_legacy_n += int(terms["ev_n"])
+    recon.cos_sum += float(terms["cos_sum"])
+    recon.ratio_sum += float(terms["ratio_sum"])
+    recon.ratio_n += int(terms["ratio_n"])
+    recon.n_tokens += int(n)
+
+
+@dataclasses.dataclass
+class DeviceBatch:
+    """One batch's results on their way to the host: fixed-shape sparse codes (``[n, k]`` for a
+    TopK SAE, zeros dropped on the host) or, for other SAEs, the non-zero codes; reconstruction
+    terms; an event marking the end of the copies."""
+
+    n: int
+    rows: torch.Tensor | None
+    cols: torch.Tensor
+    vals: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    ready: Any
+
+    def sparse(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(rows, cols, vals)`` in token-major order, features ascending within a token."""
+        if self.rows is not None:
+            return self.rows, self.cols, self.vals
+        keep = self.vals != 0
+        k = self.cols.shape[1]
+        rows = torch.arange(self.n)[:, None].expand(-1, k)[keep]
+        return rows, self.cols[keep], self.vals[keep]
+
+
+@torch.no_grad()
+def device_batch(sae: SAE, act: torch.Tensor, token_mask: torch.Tensor) -> DeviceBatch:
+    """SAE codes and reconstruction terms of one batch without waiting for the device: the token
+    selection uses indices known on the host, a TopK SAE's codes keep their fixed ``[n, k]`` shape
+    (the decoder is an ``embedding_bag`` over them), and every result is copied to pinned memory
+    asynchronously. SAEs without a fixed number of codes per token need one ``nonzero``."""
+    flat = token_mask.reshape(-1).nonzero().squeeze(1)  # host tensor: no device sync
+    n = int(flat.numel())
+    x = act.reshape(-1, act.shape[-1]).index_select(0, flat.to(act.device, non_blocking=True))
+    x = x.to(device=sae.device)
+    rows = None
+    if sae.cfg.architecture == "topk" and sae.cfg.normalize_activations == "none" and n > 0:
+        pre = sae.pre_activations(x)
+        values, idx = torch.topk(pre, int(sae.cfg.k or 1), dim=1)
+        idx, perm = idx.sort(dim=1)
+        values = torch.relu(values.gather(1, perm))
+        W = sae.W_dec
+        x_hat = torch.nn.functional.embedding_bag(idx, W, per_sample_weights=values.to(W.dtype), mode="sum")
+        x_hat = x_hat + sae.b_dec
+        cols, vals = idx, values.float()
+    else:
+        r, cols, vals, x_hat = sparse_codes(sae, x)
+        rows, vals = _host(r), vals.float()
+    terms = {k: _host(v) for k, v in reconstruction_terms(x, x_hat).items()}
+    cols, vals = _host(cols), _host(vals)
+    if x.device.type == "cuda":
+        ready: Any = torch.cuda.Event()
+        ready.record()
+    else:
+        ready = _Done()
+    return DeviceBatch(n=n, rows=rows, cols=cols, vals=vals, terms=terms, ready=ready)
 
 
 def collect_shard(ctx: WorkerContext, spec: ShardSpec, strings: TokenStrings) -> tuple[dict[str, Any], float]:
@@ -114,42 +219,46 @@ def collect_shard(ctx: WorkerContext, spec: ShardSpec, strings: TokenStrings) ->
 
     def drain() -> None:
         nonlocal n_seen
-        for rows, cols, vals, x, x_hat, n in pending:
-            if x.device.type != "cpu":
-                torch.cuda.current_stream(x.device).synchronize()
-            update_sparsity(sparsity, rows, cols, vals, int(n))
-            recon.update(x, x_hat)
+        for item in pending:
+            if isinstance(item, DeviceBatch):
+                item.ready.synchronize()  # this batch's copies only; later batches keep running
+                rows, cols, vals = item.sparse()
+                n = item.n
+                update_sparsity(sparsity, rows, cols, vals, n)
+                add_reconstruction_terms(recon, item.terms, n)
+            else:
+                rows, cols, vals, x, x_hat, n = item
+                update_sparsity(sparsity, rows, cols, vals, int(n))
+                recon.update(x, x_hat)
             parts.append(
                 (rows.numpy().astype(np.int64) + spec.token_start + n_seen, cols.numpy(), vals.numpy())
             )
             n_seen += int(n)
         pending.clear()
 
+    on_device = ctx.device.type != "cpu"
     with torch.no_grad():
         for batch in iter_batches(sub, ctx.batch_size):
             tf = time.perf_counter()
             act = capture_activations(
                 ctx.loaded,
                 ctx.hp,
-                batch.input_ids.to(ctx.device),
-                batch.attention_mask.to(ctx.device),
+                batch.input_ids.to(ctx.device, non_blocking=True),
+                batch.attention_mask.to(ctx.device, non_blocking=True),
                 stop=True,
             )
             t_fwd += time.perf_counter() - tf
-            mask = batch.token_mask.to(act.device, non_blocking=True)
-            x = act[mask].to(device=sae.device)
-            rows, cols, vals, x_hat = sparse_codes(sae, x)
-            if x.device.type == "cpu":
+            if on_device:
+                pending.append(device_batch(sae, act, batch.token_mask))
+            else:
+                x = act[batch.token_mask.to(act.device)].to(device=sae.device)
+                rows, cols, vals, x_hat = sparse_codes(sae, x)
                 pending.append((rows, cols, vals.float(), x, x_hat, x.shape[0]))
-            else:  # reconstruction terms need x and x̂: the float64 reduction runs on the host copy
-                pending.append(
-                    (_host(rows), _host(cols), _host(vals.float()), _host(x), _host(x_hat), x.shape[0])
-                )
             keep = batch.token_mask
             tok_parts.append(
                 (batch.input_ids[keep].numpy(), batch.text_idx[keep].numpy(), batch.positions[keep].numpy())
             )
-            if x.device.type == "cpu":
+            if not on_device:
                 drain()
             elif len(pending) > 1:
                 _drain_all_but_last(pending, drain)

@@ -21,19 +21,19 @@ BATCH = 4
 
 
 def collect_cfg(setup, out: Path, **kw) -> CollectConfig:
-    return CollectConfig(
-        sae=str(setup.sae),
-        out=str(out),
-        model=str(setup.model),
-        layer=LAYER,
-        hook=HOOK,
-        data=str(setup.data),
-        batch_size=BATCH,
-        context_size=CONTEXT,
-        top_k=ANALYSIS_OPTIONS["top_k"],
-        shard_tokens=ANALYSIS_OPTIONS["shard_tokens"],
-        **kw,
-    )
+    options = {
+        "sae": str(setup.sae),
+        "out": str(out),
+        "model": str(setup.model),
+        "layer": LAYER,
+        "hook": HOOK,
+        "data": str(setup.data),
+        "batch_size": BATCH,
+        "context_size": CONTEXT,
+        "top_k": ANALYSIS_OPTIONS["top_k"],
+        "shard_tokens": ANALYSIS_OPTIONS["shard_tokens"],
+    }
+    return CollectConfig(**{**options, **kw})
 
 
 MERGE_OPTIONS = {k: v for k, v in ANALYSIS_OPTIONS.items() if k in ANALYSIS_ONLY}
@@ -310,3 +310,22 @@ def test_killed_worker_is_detected_by_merge_and_refilled(sae_analysis, tiny_text
         for k in a:
             np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert not list(db.rglob("*.tmp")) and not list(db.rglob(".*"))
+
+
+def test_a_worker_with_other_settings_is_refused_naming_the_field(sae_analysis, tmp_path) -> None:
+    out = tmp_path / "mixed"
+    run_collect(collect_cfg(sae_analysis, out, shard="0/2"))
+    with pytest.raises(InterplabError, match=r"differs in: plan\.top_k\); use another --out"):
+        run_collect(collect_cfg(sae_analysis, out, shard="1/2", top_k=3))
+    with pytest.raises(InterplabError, match=r"differs in: context_size, tokens_sha256, plan\.digest\)"):
+        run_collect(collect_cfg(sae_analysis, out, shard="1/2", context_size=CONTEXT // 2))
+    # a record from another configuration slipped in: merge names the field and the record
+    rec = out / "activation_database" / "shards" / "part-00000.json"
+    data = json.loads(rec.read_text())
+    data["fingerprint"]["hook"] = "blocks.1.hook_resid_post"
+    rec.write_text(json.dumps(data))
+    with pytest.raises(
+        InterplabError, match=r"shard 0 was collected with a different configuration \(differs in: hook\)"
+    ):
+        run_merge(out, allow_partial=True)
+    assert not list((out / "activation_database" / "shards").glob("part-00001*"))

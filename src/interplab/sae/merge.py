@@ -86,7 +86,14 @@ def sharded_setup(an: SAEAnalyzer) -> ShardedSetup:
         db=an.out / DB_DIR,
         specs=specs,
         fingerprint=an.fingerprint(),
-        plan=plan_record(specs, an.cfg.batch_size, an.cfg.shard_tokens),
+        plan=plan_record(
+            specs,
+            an.cfg.batch_size,
+            an.cfg.shard_tokens,
+            top_k=an.cfg.top_k,
+            examples_per_quantile=an.cfg.examples_per_quantile,
+            cooccurrence_dense_limit=an.cfg.cooccurrence_dense_limit,
+        ),
         config=config,
         d_sae=an.sae.d_sae,
         n_windows=an.windows.n_windows,
@@ -106,7 +113,7 @@ def worker_context(an: SAEAnalyzer, setup: ShardedSetup, device: Any = "cpu") ->
         windows=an.windows,
         db_path=setup.db,
         fingerprint=setup.fingerprint,
-        plan_digest=setup.plan["params"]["digest"],
+        plan_params=setup.plan["params"],
         batch_size=an.cfg.batch_size,
         top_k=an.cfg.top_k,
         cooccurrence_dense_limit=an.cfg.cooccurrence_dense_limit,
@@ -148,13 +155,13 @@ def check_records(setup: ShardedSetup) -> list[ShardSpec]:
                 f"{setup.db}: shard {spec.index} was collected with a different configuration "
                 f"(differs in: {', '.join(differs)}); delete {DB_DIR}/shards/{spec.name}.json to recollect it"
             )
-        if rec.get("plan_digest") != setup.plan["params"]["digest"] or (
-            rec["token_start"],
-            rec["token_end"],
-        ) != (spec.token_start, spec.token_end):
+        differs = [f"plan.{k}" for k in differing_fields(rec.get("plan") or {}, setup.plan["params"])]
+        if (rec["token_start"], rec["token_end"]) != (spec.token_start, spec.token_end):
+            differs.append("token range")
+        if differs:
             raise InterplabError(
                 f"{setup.db}: shard {spec.index} was collected with another shard plan "
-                f"(differs in: plan.digest); delete {DB_DIR}/shards/{spec.name}.json to recollect it"
+                f"(differs in: {', '.join(differs)}); delete {DB_DIR}/shards/{spec.name}.json to recollect it"
             )
         complete.append(spec)
     return complete

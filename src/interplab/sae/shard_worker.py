@@ -63,7 +63,7 @@ class WorkerContext:
     windows: TokenWindows
     db_path: Path
     fingerprint: dict[str, Any]
-    plan_digest: str
+    plan_params: dict[str, Any]
     batch_size: int
     top_k: int
     cooccurrence_dense_limit: int
@@ -308,7 +308,7 @@ def collect_shard(ctx: WorkerContext, spec: ShardSpec, strings: TokenStrings) ->
         "activations": act_rel,
         "tokens": tok_rel,
         "partial": partial_rel(spec.index),
-        "plan_digest": ctx.plan_digest,
+        "plan": ctx.plan_params,
         "fingerprint": ctx.fingerprint,
     }
     write_json(record_path(db, spec.index), record)  # the shard is complete from here on

@@ -230,13 +230,17 @@ def write_sharded_manifest(
     return manifest
 
 
-def plan_record(specs: Sequence[ShardSpec], batch_size: int, shard_tokens: int) -> dict[str, Any]:
-    """The ``plan`` entry of the manifest (``params`` must match for workers to share a database)."""
+def plan_record(
+    specs: Sequence[ShardSpec], batch_size: int, shard_tokens: int, **partial_params: int
+) -> dict[str, Any]:
+    """The ``plan`` entry of the manifest. ``params`` (the plan and what shapes the partials, e.g.
+    ``top_k``) must match for workers to share a database."""
     return {
         "version": PLAN_VERSION,
         "params": {
             "batch_size": int(batch_size),
             "shard_tokens": int(shard_tokens),
+            **{k: int(v) for k, v in partial_params.items()},
             "digest": plan_digest(specs),
         },
         "rule": "batches of batch_size windows from window 0; a shard ends after the first batch that "

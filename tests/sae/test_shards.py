@@ -329,3 +329,35 @@ def test_a_worker_with_other_settings_is_refused_naming_the_field(sae_analysis, 
     ):
         run_merge(out, allow_partial=True)
     assert not list((out / "activation_database" / "shards").glob("part-00001*"))
+
+
+@pytest.mark.parametrize("bad", ["3/2", "-1/4", "a/b"])
+def test_cli_bad_shard_is_one_line_exit_2(bad: str, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "INTERPLAB_PROGRESS": "0"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "interplab",
+            "sae",
+            "collect",
+            "--sae",
+            "x",
+            "--out",
+            str(tmp_path / "o"),
+            "--shard",
+            bad,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --shard: ") and lines[0].endswith(f"got '{bad}'")
+    assert not (tmp_path / "o").exists()

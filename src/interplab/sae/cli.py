@@ -263,14 +263,18 @@ def collect_command(
         )
 
 
+def _merge_help(name: str) -> str:
+    import dataclasses
+
+    from interplab.sae.merge import MergeConfig
+
+    return {f.name: f for f in dataclasses.fields(MergeConfig)}[name].metadata["help"]
+
+
 @app.command("merge")
 def merge_command(
-    analysis_dir: str = typer.Argument(
-        ..., help="Folder written by `sae collect` (holding activation_database/)."
-    ),
-    allow_partial: bool = typer.Option(
-        False, "--allow-partial", help="Merge the complete shards even if some are missing."
-    ),
+    analysis_dir: str = typer.Argument(..., help=_merge_help("analysis_dir")),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help=_merge_help("allow_partial")),
 ) -> None:
     """Reduce the shards' partial statistics and write the analysis folder as `sae analyze` does."""
     from interplab.sae.merge import run_merge

@@ -130,6 +130,7 @@ def test_bad_shard_argument(bad: str) -> None:
     assert parse_shard_arg(" 2/3 ") == (2, 3)
 
 
+@pytest.mark.slow
 def test_shards_then_merge_equal_one_process_analyze(sae_analysis, tmp_path) -> None:
     out = tmp_path / "sharded"
     for i in range(3):
@@ -149,6 +150,7 @@ def test_shards_then_merge_equal_one_process_analyze(sae_analysis, tmp_path) -> 
     assert max(n_per_q) == 5
 
 
+@pytest.mark.slow
 def test_missing_shard_is_named_then_filled_by_a_rerun(sae_analysis, tmp_path) -> None:
     out = tmp_path / "partial"
     run_collect(collect_cfg(sae_analysis, out, shard="0/2"))

@@ -81,7 +81,7 @@ def shard_partial(
         "co.n_tokens": np.array(co.n_tokens, np.int64),
         "co.i": ci,
         "co.j": cj,
-        "co.count": cc,
+        "co.count": cc.astype(np.int32) if cc.size == 0 or cc.max() < 2**31 else cc,
         "quantile.token": candidates[0].astype(np.int64),
         "quantile.feature": candidates[1].astype(np.int32),
         "quantile.value": candidates[2].astype(np.float32),
@@ -91,8 +91,9 @@ def shard_partial(
 
 
 def save_partial(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a partial as a compressed ``.npz`` (co-occurrence pairs dominate; they compress well)."""
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez_compressed(fh, **arrays)
 
 
 def load_partial(path: Path) -> dict[str, np.ndarray]:

@@ -363,3 +363,30 @@ def test_cli_bad_shard_is_one_line_exit_2(bad: str, tmp_path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --shard: ") and lines[0].endswith(f"got '{bad}'")
     assert not (tmp_path / "o").exists()
+
+
+def test_disk_full_in_a_worker_keeps_its_finished_shards(sae_analysis, tmp_path, monkeypatch) -> None:
+    """ENOSPC while writing shard 1's partial: one line naming the shard; shard 0 stays complete,
+    shard 1 has no record (its Parquet files are not listed anywhere); a rerun fills the rest."""
+    import interplab.sae.shard_worker as worker
+
+    real = worker.save_partial
+
+    def disk_full_on_shard_1(path, arrays):
+        if path.name == "part-00001.npz":
+            raise OSError(28, "No space left on device")
+        real(path, arrays)
+
+    out = tmp_path / "full"
+    monkeypatch.setattr(worker, "save_partial", disk_full_on_shard_1)
+    with pytest.raises(
+        InterplabError,
+        match=r"writing shard 1 failed .*No space left.*1 shards finished by this worker are kept",
+    ):
+        run_collect(collect_cfg(sae_analysis, out, merge=False))
+    db = out / "activation_database"
+    assert sorted(p.name for p in (db / "shards").iterdir()) == ["part-00000.json"]
+    assert not list(db.rglob("*.tmp")) and not [p for p in db.rglob(".*") if p.is_file()]
+    monkeypatch.setattr(worker, "save_partial", real)
+    again = run_collect(collect_cfg(sae_analysis, out, merge=False))
+    assert again.skipped == [0] and again.collected == list(range(1, again.n_shards)) and again.missing == []

@@ -63,7 +63,16 @@ def test_feature_stats_equal_brute_force(k: int, row_order: str) -> None:
     np.testing.assert_allclose(st.mean_active, mean, rtol=1e-6)
 
 
-def test_quantile_examples_lie_in_the_quantile_bin() -> None:
+def splitmix64(x: int) -> int:
+    """SplitMix64 finaliser in plain Python integers (reference for the vectorised hash)."""
+    mask = (1 << 64) - 1
+    z = (x + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def test_quantile_examples_are_the_bottom_k_hash_rows_of_the_quantile_bin() -> None:
     F, t, f, v = _random_rows(1)
     st = _fed(F, t, f, v, 3)
     q = QuantileExamples(st)
@@ -85,5 +94,30 @@ def test_quantile_examples_lie_in_the_quantile_bin() -> None:
                 and np.clip(np.searchsorted(HIST_EDGES, F[i, j], side="right") - 1, 0, HIST_EDGES.size - 2)
                 == b
             ]
-            assert q.token[j, qi] == min(in_bin)
-            assert q.value[j, qi] == F[min(in_bin), j]
+            want = sorted(in_bin, key=lambda i, j=j: (splitmix64((i << 32) | j), i))[: q.per_quantile]
+            got = q.token[j, qi]
+            assert got[got >= 0].tolist() == want
+            np.testing.assert_array_equal(q.value[j, qi][: len(want)], F[want, j])
+
+
+def test_quantile_samples_are_spread_over_the_corpus_and_mergeable() -> None:
+    """One feature firing on 100 000 tokens with equal values: the first-token rule would pick the
+    first texts; the hash sample is uniform (mean position near the middle) and the same whether the
+    rows come in one call, in shards in any order, or as per-shard candidates."""
+    from interplab.sae.partials import quantile_candidates
+
+    n = 100_000
+    st = FeatureStats(1, 1)
+    t, f, v = np.arange(n), np.zeros(n, np.int64), np.full(n, 0.5, np.float32)
+    st.update(t, f, v, n)
+    one = QuantileExamples(st, per_quantile=50)
+    one.update(t, f, v)
+    picked = one.token[0, 0]
+    assert (
+        (picked >= 0).all() and abs(picked.mean() / n - 0.5) < 0.15 and picked.min() < n / 10 < picked.max()
+    )
+    parts = QuantileExamples(st, per_quantile=50)
+    for a in (60_000, 0, 30_000):
+        sl = slice(a, a + 30_000 if a < 60_000 else n)
+        parts.update(*quantile_candidates(t[sl], f[sl], v[sl], 50))
+    np.testing.assert_array_equal(parts.token, one.token)

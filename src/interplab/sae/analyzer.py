@@ -178,6 +178,12 @@ class SAEAnalyzer:
         if self.windows is None or data_path is not None:
             self.load_data(data_path)
         assert self.windows is not None
+        from interplab.sae.merge import collect_or_merge_sharded
+
+        sharded = collect_or_merge_sharded(self)
+        if sharded is not None:  # a database written shard by shard: fill missing shards, merge
+            self.collection = sharded
+            return sharded
         self.collection = collect(
             self.loaded,
             self.hp,
@@ -454,6 +460,7 @@ def _results(an: SAEAnalyzer, col: CollectionResult, abl: dict[str, Any], dense:
             "resumed_shards": col.resumed_shards,
             "seconds": round(col.seconds, 3),
             "seconds_forward": round(col.seconds_forward, 3),
+            "missing_token_ranges": col.missing_token_ranges,
         },
     }
 
@@ -476,7 +483,9 @@ def _summaries_step(
     logits = logit_effects(an.sae.W_dec, W_U if W_U is not None and W_U.shape[1] == an.sae.d_in else None)
     inputs = SummaryInputs(
         stats=col.feature_stats,
-        quantiles=quantile_pass(col.feature_stats, col.db_path, shards),
+        quantiles=col.quantiles
+        if col.quantiles is not None
+        else quantile_pass(col.feature_stats, col.db_path, shards, an.cfg.examples_per_quantile),
         db_path=col.db_path,
         shards=shards,
         n_tokens=col.n_tokens,

@@ -286,3 +286,81 @@ def explain_command(
     for kind, n in s["failures_by_kind"].items():
         first = next(f for f in result.failures if f["kind"] == kind)
         typer.echo(f"failed: {kind} ×{n} (first: feature {first['feature']}, {first['message']})", err=True)
+
+
+# ---- sae collect / sae merge (sharded collection) -------------------------------------------------
+def _collect_default(name: str) -> object:
+    import dataclasses
+
+    from interplab.sae.launch import CollectConfig
+
+    return {f.name: f for f in dataclasses.fields(CollectConfig)}[name]
+
+
+def _co(name: str, *flags: str) -> object:
+    """A typer option whose default and help come from :class:`CollectConfig`."""
+    f = _collect_default(name)
+    return typer.Option(f.default, *(flags or ("--" + name.replace("_", "-"),)), help=f.metadata["help"])
+
+
+@app.command("collect")
+def collect_command(
+    sae: str = _co("sae"),
+    out: str = _co("out"),
+    model: str = _co("model"),
+    layer: int | None = _co("layer"),
+    hook: str | None = _co("hook"),
+    data: str = _co("data"),
+    batch_size: int = _co("batch_size"),
+    context_size: int = _co("context_size"),
+    max_tokens: int | None = _co("max_tokens"),
+    top_k: int = _co("top_k"),
+    shard_tokens: int = _co("shard_tokens"),
+    examples_per_quantile: int = _co("examples_per_quantile"),
+    cooccurrence_dense_limit: int = _co("cooccurrence_dense_limit"),
+    device: str = _co("device"),
+    model_dtype: str = _co("model_dtype"),
+    sae_dtype: str = _co("sae_dtype"),
+    shard: str | None = _co("shard"),
+    backend: str = _co("backend"),
+    ray_address: str | None = _co("ray_address"),
+    num_gpus_per_worker: float = _co("num_gpus_per_worker"),
+    workers: int = _co("workers"),
+    merge: bool = _co("merge", "--merge/--no-merge"),
+    overwrite: bool = _co("overwrite"),
+) -> None:
+    """Collection pass only, shard by shard: one process, `--shard i/N`, torchrun or Ray."""
+    options = dict(locals())
+    from interplab.sae.launch import CollectConfig, run_collect
+
+    r = run_collect(CollectConfig(**options))
+    if r.rank == 0 or r.world_size == 1:
+        typer.echo(
+            f"{r.out}: collected {len(r.collected)} shards, {len(r.skipped)} already complete, "
+            f"{len(r.missing)} of {r.n_shards} missing ({r.seconds:.1f}s)"
+            + (f" — merged, see {r.analysis.files['readme']}" if r.analysis is not None else "")
+        )
+
+
+def _merge_help(name: str) -> str:
+    import dataclasses
+
+    from interplab.sae.merge import MergeConfig
+
+    return {f.name: f for f in dataclasses.fields(MergeConfig)}[name].metadata["help"]
+
+
+@app.command("merge")
+def merge_command(
+    analysis_dir: str = typer.Argument(..., help=_merge_help("analysis_dir")),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help=_merge_help("allow_partial")),
+) -> None:
+    """Reduce the shards' partial statistics and write the analysis folder as `sae analyze` does."""
+    from interplab.sae.merge import run_merge
+
+    result = run_merge(analysis_dir, allow_partial=allow_partial)
+    s = result.summary
+    typer.echo(
+        f"{result.out}: {s['n_tokens']} tokens, L0 {s['l0_mean']:.1f}, dead {s['n_dead']}/{s['d_sae']} — "
+        f"see {result.files['readme']}"
+    )

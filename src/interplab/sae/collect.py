@@ -207,6 +207,8 @@ class CollectionResult:
     resumed_shards: int
     seconds: float
     seconds_forward: float = 0.0
+    quantiles: Any = None  # QuantileExamples already chosen (a sharded merge), else a second pass
+    missing_token_ranges: list[list[int]] = dataclasses.field(default_factory=list)  # partial merge
 
     @property
     def sections(self) -> dict[str, dict[str, Any]]:

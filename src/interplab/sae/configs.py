@@ -13,6 +13,7 @@ from interplab.common.options import comma_list, option
 from interplab.sae.cooccurrence import COOCCURRENCE_METRICS
 from interplab.sae.cooccurrence import DENSE_LIMIT as COOCCURRENCE_DENSE_LIMIT
 from interplab.sae.metric import SIMILARITY, SIMILARITY_DENSE_LIMIT, metric_names
+from interplab.sae.stats import EXAMPLES_PER_QUANTILE
 
 HOOK_HELP = "hook_resid_pre|hook_resid_post|hook_mlp_out|hook_attn_out or blocks.L.<hook>."
 DATA_HELP = "'docs' or a .json/.txt/.jsonl/.parquet file."
@@ -65,6 +66,9 @@ class AnalysisConfig:
     eval_convention: str = option(
         DEFAULT_EVAL_CONVENTION, help="CE/KL positions: saelens (as SAELens evals) or interplab."
     )
+    examples_per_quantile: int = option(
+        EXAMPLES_PER_QUANTILE, help="Examples sampled uniformly per activation quantile."
+    )
 
     def __post_init__(self) -> None:
         if self.no_ablation:
@@ -83,7 +87,7 @@ class AnalysisConfig:
         )
         for m in self.cooccurrence:
             one_of(m, COOCCURRENCE_METRICS, "co-occurrence metric")
-        for name in ("top_k", "n_neighbours", "shard_tokens"):
+        for name in ("top_k", "n_neighbours", "shard_tokens", "examples_per_quantile"):
             require(
                 int(getattr(self, name)) >= 1,
                 f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",

@@ -183,6 +183,31 @@ class CooccurrenceCounts:
         full = self._upper + np.triu(self._upper, 1).T
         return full
 
+    def upper_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(i, j, C_ij)`` for the non-zero counts with ``i ≤ j`` (a sparse, mergeable copy)."""
+        if self.dense:
+            i, j = np.nonzero(self._upper)
+            return i.astype(np.int32), j.astype(np.int32), self._upper[i, j].astype(np.int64)
+        coo = sp.coo_array(sp.triu(self._sparse))
+        return coo.row.astype(np.int32), coo.col.astype(np.int32), coo.data.astype(np.int64)
+
+    def add_upper_pairs(self, i: np.ndarray, j: np.ndarray, c: np.ndarray, n_tokens: int) -> None:
+        """Add the :meth:`upper_pairs` of another token range (pairs ``(i, j)`` distinct, ``i ≤ j``)."""
+        self.n_tokens += int(n_tokens)
+        if self.dense and self._upper.dtype == np.int32 and self.n_tokens > np.iinfo(np.int32).max:
+            self._upper = self._upper.astype(np.int64)
+        i, j, c = (np.asarray(a, dtype=np.int64) for a in (i, j, c))
+        if i.size == 0:
+            return
+        if self.dense:
+            flat = self._upper.reshape(-1)
+            flat[i * self.d_sae + j] += c.astype(self._upper.dtype)
+            return
+        off = i != j
+        rows, cols = np.concatenate([i, j[off]]), np.concatenate([j, i[off]])
+        vals = np.concatenate([c, c[off]])
+        self._sparse = (self._sparse + sp.csr_array((vals, (rows, cols)), shape=self._sparse.shape)).tocsr()
+
     def firing_counts(self) -> np.ndarray:
         """``n_i = C[i, i]``."""
         if self.dense:

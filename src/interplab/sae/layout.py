@@ -25,6 +25,8 @@ DB_ACTIVATIONS = "activations"
 DB_TOKENS = "tokens"
 DB_STATE = "state"
 DB_SUBFOLDERS = (DB_ACTIVATIONS, DB_TOKENS, DB_STATE)
+DB_RECORDS = "shards"  # ``sae collect``: one ``part-NNNNN.json`` per complete shard (written last)
+DB_PARTIALS = "partials"  # ``sae collect``: one ``part-NNNNN.npz`` of mergeable statistics per shard
 
 MATRICES = "matrices"
 NEIGHBOURS = "matrices/neighbours"

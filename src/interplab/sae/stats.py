@@ -10,8 +10,10 @@ so the cost is linear in the number of non-zero activations and the state is ``O
   (:data:`HIST_EDGES`; values below the first edge fall into the first bin, values above the last
   into the last bin);
 * examples near activation quantiles, chosen in a second pass (:class:`QuantileExamples`): for each
-  feature and quantile q the bin holding the q-quantile is found from the histogram, and the first
-  token (lowest token_idx) whose activation lies in that bin is the example.
+  feature and quantile q the bin holding the q-quantile is found from the histogram, and
+  ``per_quantile`` of the activations in that bin are sampled uniformly over the corpus — the rows
+  with the smallest hash of ``(token_idx, feature)`` (:mod:`interplab.sae.sampling`), so the choice
+  is deterministic and exactly mergeable across shards.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 HIST_EDGES = np.logspace(-3, 3, 61)  # 60 bins, 10 per decade from 1e-3 to 1e3
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
+EXAMPLES_PER_QUANTILE = 5
 
 
 def hist_bins(values: np.ndarray, edges: np.ndarray = HIST_EDGES) -> np.ndarray:
@@ -175,6 +178,18 @@ class FeatureStats:
         cand_t[f_sorted[keep], rank[keep]] = token_idx[order][keep]
         self._merge_top(cand_v, cand_t)
 
+    def merge(self, other: FeatureStats) -> None:
+        """Add the statistics of later tokens (e.g. the next shard): the same result as feeding
+        ``other``'s rows to :meth:`update` after this object's own."""
+        self.n_tokens += other.n_tokens
+        self.l0_hist += other.l0_hist
+        self.count += other.count
+        self.sum += other.sum
+        self.sum_sq += other.sum_sq
+        self.hist += other.hist
+        np.maximum(self.max, other.max, out=self.max)
+        self._merge_top(other.top_values, other.top_tokens)
+
     def _max_sorted(self, feature: np.ndarray, value: np.ndarray) -> None:
         order = np.argsort(feature, kind="stable")
         f_sorted = feature[order]
@@ -239,35 +254,51 @@ class FeatureStats:
 
 
 class QuantileExamples:
-    """Second pass over the rows: one example token per (feature, quantile), see module docstring."""
+    """Second pass over the rows: ``per_quantile`` sampled examples per (feature, quantile), see the
+    module docstring. ``token`` / ``value`` are ``[d_sae, n_quantiles, per_quantile]`` (−1 / NaN where
+    a bin holds fewer rows), each row of examples ordered by hash (the sampling order)."""
 
-    def __init__(self, stats: FeatureStats, quantiles: tuple[float, ...] = QUANTILES) -> None:
+    def __init__(
+        self,
+        stats: FeatureStats,
+        quantiles: tuple[float, ...] = QUANTILES,
+        per_quantile: int = EXAMPLES_PER_QUANTILE,
+    ) -> None:
         self.quantiles = tuple(quantiles)
-        d = stats.d_sae
+        self.per_quantile = int(per_quantile)
+        d, nq, m = stats.d_sae, len(self.quantiles), self.per_quantile
         cum = np.cumsum(stats.hist, axis=1)
         # bin holding the q-quantile: first bin whose cumulative count reaches ceil(q · count)
         target_rank = np.maximum(np.ceil(np.outer(stats.count, self.quantiles)), 1)  # [d, nq]
         self.target_bin = np.stack(
-            [(cum < target_rank[:, [j]]).sum(axis=1) for j in range(len(self.quantiles))],
+            [(cum < target_rank[:, [j]]).sum(axis=1) for j in range(nq)],
             axis=1,
         ).astype(np.int64)
         self.target_bin[stats.count == 0] = -1
-        self.token = np.full((d, len(self.quantiles)), -1, np.int64)
-        self.value = np.full((d, len(self.quantiles)), np.nan, np.float32)
+        self.token = np.full((d, nq, m), -1, np.int64)
+        self.value = np.full((d, nq, m), np.nan, np.float32)
 
     def update(self, token_idx: np.ndarray, feature: np.ndarray, value: np.ndarray) -> None:
-        """Consider the rows of one shard (shards in token order)."""
+        """Consider activation rows (any order, any split into calls; repeated rows are ignored)."""
+        from interplab.sae.sampling import bottom_k, example_hash
+
         feature = np.asarray(feature, dtype=np.int64)
         token_idx = np.asarray(token_idx, dtype=np.int64)
-        bins = hist_bins(np.asarray(value))
-        order = np.lexsort((token_idx, feature))
-        for j in range(len(self.quantiles)):
-            match = order[(bins[order] == self.target_bin[feature[order], j])]
-            if match.size == 0:
-                continue
-            f_m = feature[match]
-            uniq, first = np.unique(f_m, return_index=True)
-            rows = match[first]
-            empty = self.token[uniq, j] < 0
-            self.token[uniq[empty], j] = token_idx[rows[empty]]
-            self.value[uniq[empty], j] = value[rows[empty]]
+        value = np.asarray(value, dtype=np.float32)
+        bins = hist_bins(value)
+        nq, m = len(self.quantiles), self.per_quantile
+        for j in range(nq):
+            match = np.flatnonzero(bins == self.target_bin[feature, j])
+            held = self.token[:, j, :] >= 0
+            old_f = np.nonzero(held)[0]
+            t = np.concatenate([self.token[:, j, :][held], token_idx[match]])
+            f = np.concatenate([old_f, feature[match]])
+            v = np.concatenate([self.value[:, j, :][held], value[match]])
+            # drop rows already held (a row fed twice must not take two places)
+            key = np.unique(np.stack([f, t], axis=1), axis=0, return_index=True)[1]
+            t, f, v = t[key], f[key], v[key]
+            rows, rank = bottom_k(f, example_hash(t, f), t, m)
+            self.token[:, j, :] = -1
+            self.value[:, j, :] = np.nan
+            self.token[f[rows], j, rank] = t[rows]
+            self.value[f[rows], j, rank] = v[rows]

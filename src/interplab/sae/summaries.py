@@ -15,7 +15,7 @@ import torch
 
 from interplab.sae.activation_db import Shard, iter_shard_tables
 from interplab.sae.layout import DENSE_THRESHOLD, FeatureSummary
-from interplab.sae.stats import HIST_EDGES, FeatureStats, QuantileExamples
+from interplab.sae.stats import EXAMPLES_PER_QUANTILE, HIST_EDGES, FeatureStats, QuantileExamples
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,9 @@ def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[Feat
         feats = np.arange(s, min(d, s + chunk))
         top_t = st.top_tokens[feats]
         top_v = st.top_values[feats]
-        q_t = inp.quantiles.token[feats]
-        q_v = inp.quantiles.value[feats]
+        q_t = inp.quantiles.token[feats].reshape(feats.size, -1)  # [c, nq · per_quantile]
+        q_v = inp.quantiles.value[feats].reshape(feats.size, -1)
+        per_q = inp.quantiles.per_quantile
         all_t = np.concatenate([top_t, q_t], axis=1)  # [c, k + nq]
         ctx = contexts_for(inp.db_path, inp.shards, all_t, inp.context_radius, inp.n_tokens)
         ids_for_decode = ctx.ids
@@ -188,7 +189,8 @@ def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[Feat
             )
             valid_q = np.flatnonzero(q_t[ci] >= 0)
             q_examples = _examples(ctx, base + k + valid_q, q_v[ci][valid_q], q_t[ci][valid_q], table, texts)
-            for j, ex in zip(valid_q, q_examples, strict=True):
+            for col, ex in zip(valid_q, q_examples, strict=True):
+                j = int(col) // per_q
                 b = int(inp.quantiles.target_bin[f, j])
                 ex["quantile"] = inp.quantiles.quantiles[j]
                 ex["bin_lower"] = float(HIST_EDGES[b]) if b > 0 else 0.0
@@ -255,9 +257,11 @@ def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[Feat
             yield record
 
 
-def quantile_pass(stats: FeatureStats, db_path: Path, shards: list[Shard]) -> QuantileExamples:
+def quantile_pass(
+    stats: FeatureStats, db_path: Path, shards: list[Shard], per_quantile: int = EXAMPLES_PER_QUANTILE
+) -> QuantileExamples:
     """Second pass over the stored rows choosing the quantile examples."""
-    q = QuantileExamples(stats)
+    q = QuantileExamples(stats, per_quantile=per_quantile)
     for _shard, table in iter_shard_tables(db_path, shards):
         q.update(table["token_idx"].to_numpy(), table["feature"].to_numpy(), table["value"].to_numpy())
     return q

@@ -3,7 +3,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 WANDB_SILENT=true MPLBACKEND=Agg
-.venv/bin/python -m pytest -q "$@"
+# two workers (xdist): the suite is dominated by single-threaded model forwards
+.venv/bin/python -m pytest -q -n "${PYTEST_WORKERS:-2}" "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "error: pytest collected no tests" >&2

@@ -226,11 +226,8 @@ def compare_models(cfg: CompareConfig) -> CompareResult:
             {k: (nullable_floats(v) if v.dtype.kind == "f" else pa.array(v)) for k, v in cols.items()}
         )
         write_parquet(od.file(files["features"]), table)
-        from interplab.common.figures import save_figure
-
         files["plot_bridge"] = "plots/pruning_bridge.png"
-        for p in save_figure(bridge_figure(cols, label_a, label_b), od.file(files["plot_bridge"])):
-            od.record(p)
+        od.save_figure(bridge_figure(cols, label_a, label_b), files["plot_bridge"])
         summary["seconds"] = round(time.perf_counter() - t0, 3)
         summary["files"] = dict(files)
         files["summary"] = "results/bridge.json"

@@ -552,11 +552,8 @@ def compare_analyses(cfg: CompareConfig) -> CompareResult:
                         "splits": [dataclasses.asdict(s) for s in m.splits],
                     },
                 )
-            from interplab.common.figures import save_figure
-
             files["plot_matches"] = "plots/match_histograms.png"
-            for p in save_figure(matches_figure(m, a.label, b.label), od.file(files["plot_matches"])):
-                od.record(p)
+            od.save_figure(matches_figure(m, a.label, b.label), files["plot_matches"])
             summary["seconds"] = round(time.perf_counter() - t0, 3)
             summary["files"] = dict(files)
             files["summary"] = "results/compare.json"

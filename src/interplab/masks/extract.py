@@ -20,12 +20,10 @@ from interplab.common.errors import InterplabError
 from interplab.common.output import output_dir
 from interplab.masks import checkpoint_formats as cf
 from interplab.masks.mask_configs import ExtractConfig
+from interplab.masks.mask_set import REPORT_JSON, REPORT_MD
 from interplab.masks.nm import STANDARD_PATTERNS, complies
 
 log = logging.getLogger(__name__)
-
-REPORT_JSON = "pruning_report.json"
-REPORT_MD = "pruning_report.md"
 
 
 @dataclasses.dataclass

@@ -14,7 +14,6 @@ import dataclasses
 import io
 import json
 import logging
-import math
 import re
 import time
 from collections import defaultdict
@@ -26,6 +25,7 @@ import numpy as np
 from interplab.common.atomic import write_text
 from interplab.common.errors import InterplabError
 from interplab.common.markdown_html import write_markdown_report
+from interplab.common.numbers import format_number
 from interplab.common.output import OutputDir
 
 log = logging.getLogger(__name__)
@@ -59,20 +59,8 @@ COLUMNS = (
 
 
 def fmt(x: Any, digits: int = 4) -> str:
-    """Compact number formatting; missing / non-finite values print as '–'."""
-    if x is None:
-        return "–"
-    if isinstance(x, bool | str):
-        return str(x)
-    if isinstance(x, int | np.integer):
-        return str(int(x))
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if not math.isfinite(v):
-        return "–" if math.isnan(v) else ("∞" if v > 0 else "−∞")
-    return f"{v + 0.0:.{digits}g}"
+    """Compact number formatting; missing / NaN values print as '–', infinities as '∞'."""
+    return format_number(x, digits)
 
 
 def parse_matrix_path(path: str) -> tuple[str | None, int | None, str | None]:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from interplab.common.errors import InterplabError
+from interplab.common.numbers import format_number
 from interplab.runs.stats import (
     Comparison,
     GroupData,
@@ -208,9 +209,7 @@ def final_figure(result: StatsResult, opts: StatsOptions) -> Any:
 
 
 def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "—"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return format_number(v, missing="—", infinity=False)
 
 
 def render_markdown(result: StatsResult, opts: StatsOptions) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from interplab.common.atomic import write_text
 from interplab.common.errors import InterplabError
-from interplab.common.markdown_html import write_markdown_report
+from interplab.common.markdown_html import markdown_table, write_markdown_report
 from interplab.common.numbers import format_number
 from interplab.common.output import OutputDir
 
@@ -55,6 +55,25 @@ COLUMNS = (
     "inertia",
     "cluster_balance",
     "matrix_path",
+)
+
+
+# The columns of the Markdown report; the terminal table shows them less source, min_hamming, nn_z.
+REPORT_COLUMNS = (
+    "source",
+    "method",
+    "layer",
+    "component",
+    "k",
+    "runs",
+    "separation_ratio",
+    "separation_label",
+    "mean_within",
+    "mean_between",
+    "min_hamming",
+    "separation_z",
+    "nn_z",
+    "tile_reduction",
 )
 
 
@@ -259,32 +278,14 @@ def render_markdown(
     rows: list[dict[str, Any]], overlaps: list[Overlap], notes: list[str], skipped: list[str]
 ) -> str:
     """The comparative report as Markdown."""
-    cols = (
-        "source",
-        "method",
-        "layer",
-        "component",
-        "k",
-        "runs",
-        "separation_ratio",
-        "separation_label",
-        "mean_within",
-        "mean_between",
-        "min_hamming",
-        "separation_z",
-        "nn_z",
-        "tile_reduction",
-    )
+    cols = REPORT_COLUMNS
     lines = [
         "# Comparative mask-structure report",
         "",
         f"{len(rows)} result rows.",
         "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
+        *markdown_table(cols, ([fmt(r[c]) for c in cols] for r in rows)),
     ]
-    for r in rows:
-        lines.append("| " + " | ".join(fmt(r[c]) for c in cols) + " |")
     lines += ["", "## Findings", ""]
     ranked = [r for r in rows if r["separation_ratio"] is not None]
     if ranked:
@@ -375,19 +376,7 @@ def report_table(report: ComparativeReport) -> Any:
     from rich.table import Table
 
     t = Table(title="Comparative mask-structure report")
-    cols = (
-        "method",
-        "layer",
-        "component",
-        "k",
-        "runs",
-        "separation_ratio",
-        "separation_label",
-        "mean_within",
-        "mean_between",
-        "separation_z",
-        "tile_reduction",
-    )
+    cols = tuple(c for c in REPORT_COLUMNS if c not in {"source", "min_hamming", "nn_z"})
     for c in cols:
         t.add_column(c, justify="left" if c in {"method", "component", "separation_label"} else "right")
     for r in report.rows:

@@ -12,6 +12,7 @@ import jinja2
 from interplab import __version__
 from interplab.common.atomic import write_text
 from interplab.common.markdown_html import prefer_html
+from interplab.common.numbers import format_number
 
 AREAS = {
     "masks-prune": ("Pruning", "MiniLM pruned to 50 % with Wanda and SparseGPT, layer by layer."),
@@ -67,15 +68,9 @@ formats are documented in the project's <code>docs/</code>.</p></section>
 
 def fmt(value: Any) -> str:
     """Numbers with 4 significant digits; lists and text as they are."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
     if isinstance(value, list):
         return ", ".join(fmt(v) for v in value)
-    return str(value)
+    return format_number(value, thousands=True)
 
 
 def render_index(out: Path, steps: list[Any]) -> Path:

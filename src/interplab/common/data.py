@@ -102,21 +102,26 @@ def _load_json_list(path: Path) -> list[str]:
     return data
 
 
-def _load_jsonl(path: Path) -> list[str]:
-    texts: list[str] = []
+def nonblank_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) of each non-blank line of the UTF-8 text file ``path``, read lazily."""
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InterplabError(
-                    f"{path}: malformed JSON on line {lineno}, column {exc.colno}: {exc.msg}"
-                ) from exc
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise InterplabError(f"{path}: line {lineno} has no string field 'text'")
-            texts.append(row["text"])
+            if line.strip():
+                yield lineno, line
+
+
+def _load_jsonl(path: Path) -> list[str]:
+    texts: list[str] = []
+    for lineno, line in nonblank_lines(path):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InterplabError(
+                f"{path}: malformed JSON on line {lineno}, column {exc.colno}: {exc.msg}"
+            ) from exc
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise InterplabError(f"{path}: line {lineno} has no string field 'text'")
+        texts.append(row["text"])
     return texts
 
 

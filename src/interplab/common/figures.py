@@ -67,6 +67,13 @@ def save_figure(
     return written
 
 
+def save_if_named(fig: Any, save_name: str | os.PathLike[str] | None) -> Any:
+    """Save ``fig`` as PNG + PDF (:func:`save_figure`) when ``save_name`` is given; returns ``fig``."""
+    if save_name is not None:
+        save_figure(fig, Path(save_name))
+    return fig
+
+
 def plain_log_ticks(ax: Any, axis: str = "y") -> None:
     """Log-axis tick labels as plain numbers (``1.3``, ``0.05``), not ``1.3×10⁰``; minor ticks are
     labelled too when the axis spans less than about one decade (else only the decades are)."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from interplab.common.atomic import write_text
 
@@ -65,3 +67,14 @@ def prefer_html(out: str | os.PathLike[str], href: str) -> str:
     if href.endswith(".md") and html_path(Path(out) / href).exists():
         return href[: -len(".md")] + ".html"
     return href
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> list[str]:
+    """The lines of a Markdown table: ``header``, the rule (``align``: one ``l`` or ``r`` per
+    column, left by default) and one line per row of already formatted cells."""
+    rule = "|" + "".join("---:|" if a == "r" else "---|" for a in align.ljust(len(header), "l"))
+    return [
+        "| " + " | ".join(header) + " |",
+        rule,
+        *("| " + " | ".join(str(c) for c in row) + " |" for row in rows),
+    ]

@@ -199,6 +199,16 @@ class OutputDir:
         if rel not in self.files:
             self.files.append(rel)
 
+    def save_figure(self, fig: Any, relative: str | os.PathLike[str]) -> list[Path]:
+        """Save ``fig`` as PNG + PDF at ``relative`` (suffix replaced, see
+        :func:`interplab.common.figures.save_figure`) and record both; returns their paths."""
+        from interplab.common.figures import save_figure
+
+        written = save_figure(fig, self.path / relative)
+        for p in written:
+            self.record(p)
+        return written
+
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:
         """Time a step; the seconds go into the manifest's ``timings``."""

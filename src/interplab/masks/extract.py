@@ -17,15 +17,14 @@ from typing import Any
 
 from interplab.common.atomic import save_tensor, staged_folder, write_json, write_text
 from interplab.common.errors import InterplabError
+from interplab.common.markdown_html import markdown_table
 from interplab.common.output import output_dir
 from interplab.masks import checkpoint_formats as cf
 from interplab.masks.mask_configs import ExtractConfig
+from interplab.masks.mask_set import REPORT_JSON, REPORT_MD
 from interplab.masks.nm import STANDARD_PATTERNS, complies
 
 log = logging.getLogger(__name__)
-
-REPORT_JSON = "pruning_report.json"
-REPORT_MD = "pruning_report.md"
 
 
 @dataclasses.dataclass
@@ -209,12 +208,20 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"overall sparsity {summary['overall_sparsity']:.4f}",
         f"- read {ckpt['bytes_read'] / 1e6:.1f} MB from {', '.join(ckpt['files'])}",
         "",
-        "| layer | component | shape | format | sparsity | stored zeros |",
-        "|---:|---|---|---|---:|---:|",
+        *markdown_table(
+            ("layer", "component", "shape", "format", "sparsity", "stored zeros"),
+            (
+                (
+                    m["layer"],
+                    f"`{m['component']}`",
+                    f"{m['shape'][0]}×{m['shape'][1]}",
+                    m["format"],
+                    f"{m['sparsity']:.4f}",
+                    m["stored_zeros"],
+                )
+                for m in report["matrices"]
+            ),
+            align="rlllrr",
+        ),
     ]
-    for m in report["matrices"]:
-        lines.append(
-            f"| {m['layer']} | `{m['component']}` | {m['shape'][0]}×{m['shape'][1]} | {m['format']} | "
-            f"{m['sparsity']:.4f} | {m['stored_zeros']} |"
-        )
     return "\n".join(lines) + "\n"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -123,18 +124,30 @@ def collect_input_stats(
     stats: dict[str, GramStats | NormStats] = {
         layer.component: kind.empty(layer.in_features) for layer in layers
     }
+    with feed_inputs(layers, stats):
+        yield stats
+
+
+class InputSink(Protocol):
+    """Anything that takes a batch of a layer's inputs."""
+
+    def add(self, x: torch.Tensor) -> None: ...
+
+
+@contextlib.contextmanager
+def feed_inputs(layers: list[LinearLayer], sinks: Mapping[str, InputSink]) -> Iterator[None]:
+    """Forward hooks passing each layer's input to ``sinks[layer.component].add`` while the block
+    runs; the hooks are removed on exit."""
     handles = []
     for layer in layers:
-        entry = stats[layer.component]
+        entry = sinks[layer.component]
 
-        def hook(
-            _module: nn.Module, args: tuple, _output: object, entry: GramStats | NormStats = entry
-        ) -> None:
+        def hook(_module: nn.Module, args: tuple, _output: object, entry: InputSink = entry) -> None:
             entry.add(args[0])
 
         handles.append(layer.module.register_forward_hook(hook))
     try:
-        yield stats
+        yield
     finally:
         for handle in handles:
             handle.remove()

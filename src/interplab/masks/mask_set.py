@@ -13,6 +13,7 @@ from interplab.common.errors import InterplabError
 
 MATRIX_FILE = re.compile(r"^layer(?P<layer>\d+)-(?P<component>.+)\.pt$")
 REPORT_JSON = "pruning_report.json"
+REPORT_MD = "pruning_report.md"
 
 
 @dataclasses.dataclass(frozen=True)

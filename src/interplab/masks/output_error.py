@@ -10,9 +10,8 @@ import math
 from collections.abc import Iterator
 
 import torch
-from torch import nn
 
-from interplab.masks.layers import LinearLayer
+from interplab.masks.layers import LinearLayer, feed_inputs
 
 
 @dataclasses.dataclass
@@ -40,18 +39,9 @@ def collect_output_errors(
 ) -> Iterator[dict[str, ErrorStats]]:
     """Hooks on the (still unpruned) ``layers`` measuring each one's error against ``pruned[component]``."""
     stats: dict[str, ErrorStats] = {}
-    handles = []
     for layer in layers:
         weight = layer.weight()
-        entry = ErrorStats((weight - pruned[layer.component]).t().contiguous(), weight.t().contiguous())
-        stats[layer.component] = entry
-
-        def hook(_module: nn.Module, args: tuple, _output: object, entry: ErrorStats = entry) -> None:
-            entry.add(args[0])
-
-        handles.append(layer.module.register_forward_hook(hook))
-    try:
+        delta = weight - pruned[layer.component]
+        stats[layer.component] = ErrorStats(delta.t().contiguous(), weight.t().contiguous())
+    with feed_inputs(layers, stats):
         yield stats
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -24,6 +24,7 @@ from interplab.common.output import output_dir
 from interplab.masks.blockwise import MatrixResult, prune_blocks
 from interplab.masks.calibration import CalibrationSet, build_calibration
 from interplab.masks.layers import find_linear_layers
+from interplab.masks.mask_set import REPORT_JSON, REPORT_MD
 from interplab.masks.owl import DEFAULT_LAMBDA, DEFAULT_M, PROFILES, check_owl_lambda, owl_profile
 from interplab.masks.prune_report import report_markdown
 from interplab.masks.quality import QualityResult, compare, snapshot
@@ -36,9 +37,6 @@ from interplab.masks.selection import (
 )
 
 log = logging.getLogger(__name__)
-
-REPORT_JSON = "pruning_report.json"
-REPORT_MD = "pruning_report.md"
 
 
 @dataclasses.dataclass

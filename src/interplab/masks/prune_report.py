@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from interplab.common.markdown_html import markdown_table
+
 
 def _fmt(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
@@ -42,12 +44,20 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         "## Matrices",
         "",
-        "| layer | component | shape | sparsity | rel. output error | seconds |",
-        "|---:|---|---|---:|---:|---:|",
+        *markdown_table(
+            ("layer", "component", "shape", "sparsity", "rel. output error", "seconds"),
+            (
+                (
+                    m["layer"],
+                    f"`{m['component']}`",
+                    f"{m['shape'][0]}×{m['shape'][1]}",
+                    f"{m['sparsity']:.4f}",
+                    _fmt(m["relative_output_error"]),
+                    f"{m['seconds']:.3f}",
+                )
+                for m in report["matrices"]
+            ),
+            align="rllrrr",
+        ),
     ]
-    for m in report["matrices"]:
-        lines.append(
-            f"| {m['layer']} | `{m['component']}` | {m['shape'][0]}×{m['shape'][1]} | {m['sparsity']:.4f} | "
-            f"{_fmt(m['relative_output_error'])} | {m['seconds']:.3f} |"
-        )
     return "\n".join(lines) + "\n"

@@ -14,7 +14,6 @@ import dataclasses
 import io
 import json
 import logging
-import math
 import re
 import time
 from collections import defaultdict
@@ -25,7 +24,8 @@ import numpy as np
 
 from interplab.common.atomic import write_text
 from interplab.common.errors import InterplabError
-from interplab.common.markdown_html import write_markdown_report
+from interplab.common.markdown_html import markdown_table, write_markdown_report
+from interplab.common.numbers import format_number
 from interplab.common.output import OutputDir
 
 log = logging.getLogger(__name__)
@@ -58,21 +58,28 @@ COLUMNS = (
 )
 
 
+# The columns of the Markdown report; the terminal table shows them less source, min_hamming, nn_z.
+REPORT_COLUMNS = (
+    "source",
+    "method",
+    "layer",
+    "component",
+    "k",
+    "runs",
+    "separation_ratio",
+    "separation_label",
+    "mean_within",
+    "mean_between",
+    "min_hamming",
+    "separation_z",
+    "nn_z",
+    "tile_reduction",
+)
+
+
 def fmt(x: Any, digits: int = 4) -> str:
-    """Compact number formatting; missing / non-finite values print as '–'."""
-    if x is None:
-        return "–"
-    if isinstance(x, bool | str):
-        return str(x)
-    if isinstance(x, int | np.integer):
-        return str(int(x))
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if not math.isfinite(v):
-        return "–" if math.isnan(v) else ("∞" if v > 0 else "−∞")
-    return f"{v + 0.0:.{digits}g}"
+    """Compact number formatting; missing / NaN values print as '–', infinities as '∞'."""
+    return format_number(x, digits)
 
 
 def parse_matrix_path(path: str) -> tuple[str | None, int | None, str | None]:
@@ -271,32 +278,14 @@ def render_markdown(
     rows: list[dict[str, Any]], overlaps: list[Overlap], notes: list[str], skipped: list[str]
 ) -> str:
     """The comparative report as Markdown."""
-    cols = (
-        "source",
-        "method",
-        "layer",
-        "component",
-        "k",
-        "runs",
-        "separation_ratio",
-        "separation_label",
-        "mean_within",
-        "mean_between",
-        "min_hamming",
-        "separation_z",
-        "nn_z",
-        "tile_reduction",
-    )
+    cols = REPORT_COLUMNS
     lines = [
         "# Comparative mask-structure report",
         "",
         f"{len(rows)} result rows.",
         "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "---|" * len(cols),
+        *markdown_table(cols, ([fmt(r[c]) for c in cols] for r in rows)),
     ]
-    for r in rows:
-        lines.append("| " + " | ".join(fmt(r[c]) for c in cols) + " |")
     lines += ["", "## Findings", ""]
     ranked = [r for r in rows if r["separation_ratio"] is not None]
     if ranked:
@@ -387,19 +376,7 @@ def report_table(report: ComparativeReport) -> Any:
     from rich.table import Table
 
     t = Table(title="Comparative mask-structure report")
-    cols = (
-        "method",
-        "layer",
-        "component",
-        "k",
-        "runs",
-        "separation_ratio",
-        "separation_label",
-        "mean_within",
-        "mean_between",
-        "separation_z",
-        "tile_reduction",
-    )
+    cols = tuple(c for c in REPORT_COLUMNS if c not in {"source", "min_hamming", "nn_z"})
     for c in cols:
         t.add_column(c, justify="left" if c in {"method", "component", "separation_label"} else "right")
     for r in report.rows:

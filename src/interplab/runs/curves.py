@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from interplab.common.errors import InterplabError
-from interplab.common.figures import new_figure, plain_log_ticks, report_style, save_figure
+from interplab.common.figures import new_figure, plain_log_ticks, report_style, save_if_named
 from interplab.runs.phases import Phase, auto_phases, phases_from_steps, require_columns
 from interplab.runs.stats import band_frame
 
@@ -258,10 +257,7 @@ def plot_metric_curves(
     **kwargs: Any,
 ) -> Any:
     """:func:`curves_figure`, saved as PNG + PDF at ``save_name`` when given. Returns the Figure."""
-    fig = curves_figure(df, metrics, **kwargs)
-    if save_name is not None:
-        save_figure(fig, Path(save_name))
-    return fig
+    return save_if_named(curves_figure(df, metrics, **kwargs), save_name)
 
 
 def plot_kl_divergence(

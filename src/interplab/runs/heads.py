@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,7 @@ import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap, to_rgb
 
 from interplab.common.errors import InterplabError
-from interplab.common.figures import new_figure, report_style, save_figure
+from interplab.common.figures import new_figure, report_style, save_if_named
 
 HEAD_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#17becf", "#e377c2", "#8c564b")
 TABLE_COLUMNS = ("head", "query_idx", "key_idx", "weight")
@@ -250,54 +249,25 @@ def separated_heads_figure(
     return fig
 
 
-def _save(fig: Any, save_name: str | os.PathLike[str] | None) -> Any:
-    if save_name is not None:
-        save_figure(fig, Path(save_name))
-    return fig
-
-
 def plot_combined_heads(
-    tables: Tables,
-    colors: Sequence[Any] | None = None,
-    staircase_offsets: Sequence[int] = (),
-    normalize: bool = False,
-    figsize: tuple[float, float] | None = None,
-    title: str | None = None,
-    save_name: str | os.PathLike[str] | None = None,
+    tables: Tables, *args: Any, save_name: str | os.PathLike[str] | None = None, **kwargs: Any
 ) -> Any:
-    """:func:`combined_heads_figure`, saved as PNG + PDF when ``save_name`` is given."""
-    return _save(
-        combined_heads_figure(tables, colors, staircase_offsets, normalize, figsize, title), save_name
-    )
+    """:func:`combined_heads_figure` (same arguments), saved as PNG + PDF when ``save_name`` is given."""
+    return save_if_named(combined_heads_figure(tables, *args, **kwargs), save_name)
 
 
 def plot_combined_heads_individual(
-    tables: Tables,
-    colors: Sequence[Any] | None = None,
-    gamma: float = 0.5,
-    staircase_offsets: Sequence[int] = (),
-    normalize: bool = False,
-    figsize: tuple[float, float] | None = None,
-    title: str | None = None,
-    save_name: str | os.PathLike[str] | None = None,
+    tables: Tables, *args: Any, save_name: str | os.PathLike[str] | None = None, **kwargs: Any
 ) -> Any:
-    """:func:`combined_heads_individual_figure`, saved when ``save_name`` is given."""
-    fig = combined_heads_individual_figure(
-        tables, colors, gamma, staircase_offsets, normalize, figsize, title
-    )
-    return _save(fig, save_name)
+    """:func:`combined_heads_individual_figure` (same arguments), saved when ``save_name`` is given."""
+    return save_if_named(combined_heads_individual_figure(tables, *args, **kwargs), save_name)
 
 
 def plot_separated_heads(
-    tables: Tables,
-    colors: Sequence[Any] | None = None,
-    normalize: bool = False,
-    figsize: tuple[float, float] | None = None,
-    title: str | None = None,
-    save_name: str | os.PathLike[str] | None = None,
+    tables: Tables, *args: Any, save_name: str | os.PathLike[str] | None = None, **kwargs: Any
 ) -> Any:
-    """:func:`separated_heads_figure`, saved when ``save_name`` is given."""
-    return _save(separated_heads_figure(tables, colors, normalize, figsize, title), save_name)
+    """:func:`separated_heads_figure` (same arguments), saved when ``save_name`` is given."""
+    return save_if_named(separated_heads_figure(tables, *args, **kwargs), save_name)
 
 
 HEAD_MODES = {

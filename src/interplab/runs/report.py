@@ -181,10 +181,7 @@ class ReportContext:
 
     def save(self, fig: Any, rel: str, section: str, title: str) -> None:
         """Save ``fig`` as ``rel``.png/.pdf, record both and list it under ``section``."""
-        from interplab.common.figures import save_figure
-
-        for p in save_figure(fig, self.od.path / rel):
-            self.od.record(p)
+        self.od.save_figure(fig, rel)
         self.figures.append(Figure(section, title, f"{rel}.png", f"{rel}.pdf"))
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from interplab.common.errors import InterplabError
+from interplab.common.numbers import format_number
 from interplab.runs.run import Run
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ SECTION = "Statistics across seeds"
 
 
 def _fmt(v: Any) -> str:
-    return "—" if v is None or v != v else f"{v:.3g}"
+    return format_number(v, 3, missing="—")
 
 
 def stats_section(

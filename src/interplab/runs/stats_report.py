@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from interplab.common.errors import InterplabError
+from interplab.common.numbers import format_number
 from interplab.runs.stats import (
     Comparison,
     GroupData,
@@ -208,9 +209,7 @@ def final_figure(result: StatsResult, opts: StatsOptions) -> Any:
 
 
 def _fmt(v: Any) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "—"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return format_number(v, missing="—", infinity=False)
 
 
 def render_markdown(result: StatsResult, opts: StatsOptions) -> str:
@@ -259,7 +258,6 @@ def render_markdown(result: StatsResult, opts: StatsOptions) -> str:
 def write_stats(result: StatsResult, out: Path, opts: StatsOptions, od: Any) -> list[Path]:
     """Write every file of the stats folder through the open output dir ``od``."""
     from interplab.common.atomic import write_json, write_parquet, write_text
-    from interplab.common.figures import save_figure
 
     files = [
         write_parquet(od.file("curves.parquet"), result.curves),
@@ -274,9 +272,7 @@ def write_stats(result: StatsResult, out: Path, opts: StatsOptions, od: Any) -> 
     if steps:
         files.append(write_parquet(od.file("steps.parquet"), pd.concat(steps, ignore_index=True)))
     for name, fig in (("curves", curves_stats_figure(result, opts)), ("final", final_figure(result, opts))):
-        for p in save_figure(fig, out / "figures" / name):
-            od.record(p)
-            files.append(p)
+        files.extend(od.save_figure(fig, Path("figures") / name))
     files.append(write_text(od.file("report.md"), render_markdown(result, opts)))
     return files
 

@@ -394,7 +394,6 @@ def render_page(res: SweepResult, source: str) -> str:
 def write_sweep(res: SweepResult, out: Path, source: str, od: Any) -> list[Path]:
     """Every file of the sweep folder through the open output dir ``od``."""
     from interplab.common.atomic import write_parquet, write_text
-    from interplab.common.figures import save_figure
     from interplab.runs.frames import write_frame
 
     files = [
@@ -404,9 +403,7 @@ def write_sweep(res: SweepResult, out: Path, source: str, od: Any) -> list[Path]
         write_text(od.file("parallel_coordinates.html"), parallel_html(res)),
     ]
     for name, _, make in FIGURES:
-        for p in save_figure(make(res), out / "figures" / name):
-            od.record(p)
-            files.append(p)
+        files.extend(od.save_figure(make(res), Path("figures") / name))
     files.append(write_text(od.file("index.html"), render_page(res, source)))
     return files
 

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from interplab.common.atomic import write_json, write_parquet, write_text
+from interplab.common.atomic import write_json, write_parquet
 from interplab.common.errors import require
 from interplab.common.models import LoadedModel, load_model
 from interplab.common.output import output_dir, timestamp
@@ -38,6 +38,7 @@ from interplab.sae.compare import (
     load_side,
     nullable_floats,
     stability_table,
+    write_summary,
 )
 from interplab.sae.corpus import TokenWindows, iter_batches, load_windows, n_batches
 from interplab.sae.hooks import HookPoint, capture_activations, resolve_sae_hook
@@ -226,17 +227,9 @@ def compare_models(cfg: CompareConfig) -> CompareResult:
             {k: (nullable_floats(v) if v.dtype.kind == "f" else pa.array(v)) for k, v in cols.items()}
         )
         write_parquet(od.file(files["features"]), table)
-        from interplab.common.figures import save_figure
-
         files["plot_bridge"] = "plots/pruning_bridge.png"
-        for p in save_figure(bridge_figure(cols, label_a, label_b), od.file(files["plot_bridge"])):
-            od.record(p)
-        summary["seconds"] = round(time.perf_counter() - t0, 3)
-        summary["files"] = dict(files)
-        files["summary"] = "results/bridge.json"
-        write_json(od.file(files["summary"]), summary)
-        files["report"] = "README.md"
-        write_text(od.file(files["report"]), bridge_report(summary))
+        od.save_figure(bridge_figure(cols, label_a, label_b), files["plot_bridge"])
+        write_summary(od, files, summary, t0, "results/bridge.json", bridge_report)
         if cfg.write_back:
             d = sae.d_sae
             feats = np.arange(d)

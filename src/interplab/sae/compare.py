@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import torch
 
 from interplab.common.atomic import write_json, write_parquet, write_text
 from interplab.common.errors import one_of, require
-from interplab.common.output import output_dir, timestamp
+from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.sae import matching
 from interplab.sae.activation_db import Shard, iter_shard_tables, read_manifest
 
@@ -441,6 +442,25 @@ def stability_table(
 
 
 # -- figures ---------------------------------------------------------------------------------------
+def write_summary(
+    od: OutputDir,
+    files: dict[str, str],
+    summary: dict[str, Any],
+    t0: float,
+    summary_file: str,
+    report: Callable[[dict[str, Any]], str],
+) -> None:
+    """Close a comparison folder: the seconds since ``t0`` and the files so far go into
+    ``summary``, written as JSON at ``summary_file``, and ``report(summary)`` as ``README.md``;
+    both land in ``files``."""
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    summary["files"] = dict(files)
+    files["summary"] = summary_file
+    write_json(od.file(summary_file), summary)
+    files["report"] = "README.md"
+    write_text(od.file(files["report"]), report(summary))
+
+
 def matches_figure(m: Matching, label_a: str, label_b: str) -> Any:
     from interplab.common.figures import new_figure
 
@@ -552,17 +572,9 @@ def compare_analyses(cfg: CompareConfig) -> CompareResult:
                         "splits": [dataclasses.asdict(s) for s in m.splits],
                     },
                 )
-            from interplab.common.figures import save_figure
-
             files["plot_matches"] = "plots/match_histograms.png"
-            for p in save_figure(matches_figure(m, a.label, b.label), od.file(files["plot_matches"])):
-                od.record(p)
-            summary["seconds"] = round(time.perf_counter() - t0, 3)
-            summary["files"] = dict(files)
-            files["summary"] = "results/compare.json"
-            write_json(od.file(files["summary"]), summary)
-            files["report"] = "README.md"
-            write_text(od.file(files["report"]), compare_report(summary))
+            od.save_figure(matches_figure(m, a.label, b.label), files["plot_matches"])
+            write_summary(od, files, summary, t0, "results/compare.json", compare_report)
         if cfg.write_back:
             with od.timed("write_back"):
                 for side, other, own, partner, base in (

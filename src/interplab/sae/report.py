@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from interplab.common.atomic import write_text
+from interplab.common.numbers import format_number
 from interplab.sae.stats import FeatureStats
 from interplab.sae.summaries import SummaryInputs, gather_tokens
 
@@ -63,11 +64,7 @@ def build_summary(results: dict[str, Any], stats: FeatureStats, ts: str) -> dict
 
 
 def _fmt(x: Any) -> str:
-    if x is None:
-        return "—"
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
+    return format_number(x, missing="—")
 
 
 def _md_cell(text: str) -> str:

@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from interplab.common.data import nonblank_lines
 from interplab.sae import layout
 
 log = logging.getLogger(__name__)
@@ -39,26 +40,23 @@ def _sql_str(p: Path) -> str:
 
 def _explanation_rows(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                score = (r.get("scores") or {}).get(SCORE_KEY)
-                rows.append(
-                    {
-                        "feature": int(r["feature"]),
-                        "explainer": str(r.get("explainer", "")),
-                        "explanation": str(r.get("explanation", "")),
-                        "score": float(score)
-                        if isinstance(score, int | float) and math.isfinite(score)
-                        else None,
-                        "scores": r.get("scores") or {},
-                    }
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("%s: line %d is not an explanation (%s); skipped", path, lineno, exc)
+    for lineno, line in nonblank_lines(path):
+        try:
+            r = json.loads(line)
+            score = (r.get("scores") or {}).get(SCORE_KEY)
+            rows.append(
+                {
+                    "feature": int(r["feature"]),
+                    "explainer": str(r.get("explainer", "")),
+                    "explanation": str(r.get("explanation", "")),
+                    "score": float(score)
+                    if isinstance(score, int | float) and math.isfinite(score)
+                    else None,
+                    "scores": r.get("scores") or {},
+                }
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: line %d is not an explanation (%s); skipped", path, lineno, exc)
     return rows
 
 

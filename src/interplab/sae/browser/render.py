@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
 from interplab.common.atomic import to_jsonable
+from interplab.common.numbers import format_number
 from interplab.sae.layout import DENSE_THRESHOLD
 
 
@@ -26,20 +26,8 @@ def json_for_script(data: Any) -> Markup:
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """Compact number formatting for tables ("–" for missing)."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "–"
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6):
-            return f"{value:.{digits - 1}e}"
-        return f"{value:.{digits}g}"
-    return str(value)
+    """Compact number formatting for tables ("–" for missing or non-finite)."""
+    return format_number(value, digits, infinity=False, thousands=True, scientific=True)
 
 
 def shade(activation: float | None, scale: float | None) -> str:

@@ -72,14 +72,15 @@ def negated(flag: str, help: str = "") -> dict[str, Any]:
     return cli_meta(flag, help, parse=lambda v: not v, cli_type=bool, cli_default=False)
 
 
-def flag_of(field: dataclasses.Field) -> str:
-    """The command-line flag of a config field."""
-    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+def flag_of(field: dataclasses.Field, meta: dict[str, Any] | None = None) -> str:
+    """The command-line flag of a config field (``meta``: its CLI metadata, default its own)."""
+    meta = field.metadata if meta is None else meta
+    return meta.get("flag") or "--" + field.name.replace("_", "-")
 
 
-def param_name(field: dataclasses.Field) -> str:
+def param_name(field: dataclasses.Field, meta: dict[str, Any] | None = None) -> str:
     """The click parameter name (also the ``--config`` key) of a field: its flag without dashes."""
-    return flag_of(field).split("/")[0].lstrip("-").replace("-", "_")
+    return flag_of(field, meta).split("/")[0].lstrip("-").replace("-", "_")
 
 
 @functools.cache
@@ -161,19 +162,15 @@ def command(
         annotations: dict[str, Any] = {"ctx": typer.Context}
         to_field: dict[str, tuple[dataclasses.Field, dict[str, Any]]] = {}
         for f, meta in cli_fields(config_cls, exclude, cli):
-            flag = meta.get("flag") or "--" + f.name.replace("_", "-")
-            pname = flag.split("/")[0].lstrip("-").replace("-", "_")
+            flag, pname = flag_of(f, meta), param_name(f, meta)
             to_field[pname] = (f, meta)
             required = f.default is _MISSING and f.default_factory is _MISSING
             default = ... if required else (f.default if f.default is not _MISSING else f.default_factory())
             if meta.get("cli_default", _MISSING) is not _MISSING:
                 default = meta["cli_default"]
-            if (
-                isinstance(default, tuple)
-                and typing.get_origin(meta.get("cli_type") or hints[f.name]) is list
-            ):
-                default = list(default)
             typ = meta.get("cli_type") or hints[f.name]
+            if isinstance(default, tuple) and typing.get_origin(typ) is list:
+                default = list(default)  # click wants a list default for a repeatable option
             if meta.get("argument"):
                 info = typer.Argument(default, help=meta["help"])
             else:

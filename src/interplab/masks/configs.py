@@ -1,6 +1,7 @@
-"""The options of the single-matrix ``masks`` commands, each declared once as a dataclass (flag,
-help, default): the typer command, the Python function and the ``--config`` file read the same
-declaration. Free of torch imports so the CLI stays fast."""
+"""The options of the ``masks`` analysis and pruning commands (``extract``/``diff``/``speedup``: see
+:mod:`interplab.masks.mask_configs`), each declared once as a dataclass (flag, help, default): the
+typer command, the Python function and the ``--config`` file read the same declaration. Free of
+torch imports so the CLI stays fast."""
 
 from __future__ import annotations
 

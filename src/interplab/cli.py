@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from interplab.common.console import widen_help_when_piped
 from interplab.common.errors import InterplabError
 from interplab.common.interrupt import EXIT_CODE, PLAIN_MESSAGE, Interrupted
 from interplab.common.log import setup_logging
+from interplab.common.options import command, option
 from interplab.common.usage import OneLineUsageGroup
 from interplab.masks.cli import app as masks_app
 from interplab.runs.cli import app as runs_app
@@ -54,14 +56,25 @@ def root(
         ctx.default_map = load_config(config, ctx.command)
 
 
+@dataclasses.dataclass
+class DemoConfig:
+    """``interplab demo``."""
+
+    out: Path = option(Path("demo-output"), help="Output folder of the demo.")
+
+
 def _register_demo() -> None:
     try:
-        from interplab.demo import demo_command
+        from interplab.demo import run_demo
     except ImportError:  # an install without the demo module still has every other command
         return
-    app.command("demo", help="Run all three areas on built-in defaults and write an index page.")(
-        demo_command
+
+    @command(
+        app, "demo", DemoConfig, help="Run all three areas on built-in defaults and write an index page."
     )
+    def demo_command(cfg: DemoConfig) -> None:
+        """Run all three areas on built-in data (offline) and write OUT/index.html."""
+        typer.echo(f"demo written: {run_demo(cfg.out)}")
 
 
 _register_demo()

@@ -26,7 +26,7 @@ from interplab.common.markdown_html import write_markdown_report
 from interplab.common.output import OutputDir, output_dir
 from interplab.common.progress import track
 from interplab.masks.components import component_aliases
-from interplab.masks.configs import DEFAULT_MAX_FEATURES, DEFAULT_NULL_SAMPLES
+from interplab.masks.configs import DEFAULT_MATRIX_DIR, DEFAULT_MAX_FEATURES, DEFAULT_NULL_SAMPLES
 from interplab.masks.distribution import hamming_distribution
 from interplab.masks.execution import Execution, aggregate, analyse_neighborhood, null_draws
 from interplab.masks.hamming import HammingIndex
@@ -37,7 +37,6 @@ from interplab.masks.report import fmt
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MATRIX_DIR = "clustering_characterization"
 DEFAULT_OUTPUT_ROOT = Path("results/metrics/multi_seed_clustering")
 MATRIX_FILE = re.compile(r"^layer(\d+)-(.+)\.pt$")
 

@@ -27,12 +27,11 @@ from torch import nn
 from interplab.common.errors import InterplabError
 from interplab.common.progress import track
 from interplab.masks.calibration import capture_block_inputs
+from interplab.masks.configs import DEFAULT_LAMBDA, DEFAULT_M
 from interplab.masks.layers import collect_input_stats, find_linear_layers
 from interplab.masks.wanda import wanda_scores
 
 PROFILES = ("uniform", "owl")
-DEFAULT_LAMBDA = 0.08
-DEFAULT_M = 5.0
 
 
 @dataclasses.dataclass

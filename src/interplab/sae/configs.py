@@ -121,3 +121,67 @@ class TrainConfig:
     aux_k_coef: float = 1 / 32  # weight of the AuxK loss on dead latents
     dead_after_steps: int = 100  # a latent not firing for this many steps counts as dead (AuxK)
     log_every: int | None = None  # history / W&B interval (default: steps // 100)
+
+
+@dataclasses.dataclass
+class QuickConfig:
+    """Every knob of ``interplab sae quick`` (the keyword arguments of
+    :func:`interplab.sae.quick.quick_check`)."""
+
+    sae_path: str = option("", "--sae", SAE_HELP, cli_default=...)
+    model: str = option("minilm", help=MODEL_HELP)
+    layer: int | None = option(None, help="Block index (default: from the SAE config).")
+    hook: str | None = option(None, help=HOOK_HELP)
+    data: str = option("docs", help=DATA_HELP)
+    batch_size: int = option(8, help="Windows per forward pass.")
+    max_tokens: int | None = option(None, help="Stop after this many tokens (docs default: 32768).")
+    context_size: int = option(128, help="Tokens per window.")
+    output_json: str | None = option(None, help="Also write the sections as JSON.")
+    ablation: bool = option(
+        True,
+        "--no-ablation",
+        "Skip the three-pass ablation section.",
+        parse=lambda v: not v,
+        cli_type=bool,
+        cli_default=False,
+    )
+    dtype: str = option("float32", help="SAE weights dtype: float32, bfloat16, float16.")
+    eval_convention: str = option(
+        DEFAULT_EVAL_CONVENTION, help="CE/KL positions: saelens (as SAELens evals) or interplab."
+    )
+
+
+@dataclasses.dataclass
+class SaeDemoConfig:
+    """Every knob of ``interplab sae demo`` (:func:`interplab.sae.analyzer.run_sae_demo`)."""
+
+    out: str = option("sae-demo", help="Folder for the trained SAE (sae/) and its analysis.")
+    max_tokens: int = option(32_768, help="Tokens of the built-in corpus used.")
+    d_sae: int = option(1024, help="SAE latents.")
+    k: int = option(32, help="Active latents per token.")
+    steps: int = option(400, help="Training steps.")
+
+
+def feature_ids(text: str) -> list[int]:
+    """``"1, 2,3"`` → ``[1, 2, 3]`` (the ``--features`` list of ``sae browse --export``)."""
+    from interplab.common.errors import InterplabError
+
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise InterplabError(f"--features: expected comma-separated integers, got {text!r}") from None
+
+
+@dataclasses.dataclass
+class BrowseConfig:
+    """Every knob of ``interplab sae browse``."""
+
+    analysis_dir: str = option(argument=True, help="Output folder of `interplab sae analyze`.")
+    host: str = option("127.0.0.1", help="Address to bind (loopback by default).")
+    port: int = option(8765, help="Port to listen on (0 = any free port).")
+    export: str | None = option(None, help="Write a static HTML copy here; no server.")
+    features: list[int] | None = option(
+        None, help="With --export: feature ids, e.g. 1,2,3.", parse=feature_ids, cli_type=str | None
+    )
+    n_random: int = option(50, help="With --export: random extra features.")
+    seed: int = option(0, help="With --export: seed of the random sample.")

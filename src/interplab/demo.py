@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import typer
 
 from interplab.common.atomic import write_json
 from interplab.common.interrupt import resumable
@@ -299,11 +298,3 @@ def run_demo(out: str | Path = "demo-output", settings: DemoSettings | None = No
         index = render_index(out, steps)
         od.record(index)
     return index
-
-
-def demo_command(
-    out: Path = typer.Option(Path("demo-output"), "--out", help="Output folder of the demo."),
-) -> None:
-    """Run all three areas on built-in data (offline) and write OUT/index.html."""
-    index = run_demo(out)
-    typer.echo(f"demo written: {index}")

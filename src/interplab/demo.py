@@ -21,7 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 from interplab.common.atomic import write_json
 from interplab.common.interrupt import resumable
 from interplab.common.output import output_dir

@@ -126,15 +126,8 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     n_rows = int(is_hist.sum())
 
     # --- key names
-    def parts(k: int) -> list[str]:
-        f = int(key_first[k])
-        return [
-            bytes(data[part_start[i] : part_start[i] + part_len[i]]).decode("utf-8", errors="replace")
-            for i in range(f, f + int(key_count[k]))
-        ]
-
-    key_parts = [parts(k) for k in range(len(key_first))]
-    key_names = [".".join(p) for p in key_parts]
+    key_parts = _key_parts(buf, data, key_first, key_count, part_start, part_len)
+    key_names = [p[0] if len(p) == 1 else ".".join(p) for p in key_parts]
 
     # --- history columns
     columns = _history_columns(
@@ -187,6 +180,35 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     log.damaged_chunks = int(damaged)
     log.partial_tail = bool(partial)
     return log
+
+
+def _key_parts(
+    buf: np.ndarray,
+    data: bytes | memoryview,
+    key_first: np.ndarray,
+    key_count: np.ndarray,
+    part_start: np.ndarray,
+    part_len: np.ndarray,
+) -> list[list[str]]:
+    """Each key's path parts as text: decoded in bulk by Arrow (valid UTF-8, the usual case), else
+    one by one with invalid bytes replaced, as the reference decoder does."""
+    texts: list[str] | None = None
+    if len(part_start):
+        joined, offsets = wk.gather_bytes(buf, part_start, part_len)
+        arr = pa.Array.from_buffers(
+            pa.large_string(), len(part_start), [None, pa.py_buffer(offsets), pa.py_buffer(joined)]
+        )
+        try:
+            arr.validate(full=True)
+            texts = arr.to_pylist()
+        except pa.ArrowInvalid:
+            texts = None
+    if texts is None:
+        texts = [
+            bytes(data[s : s + n]).decode("utf-8", errors="replace")
+            for s, n in zip(part_start.tolist(), part_len.tolist(), strict=True)
+        ]
+    return [texts[f : f + c] for f, c in zip(key_first.tolist(), key_count.tolist(), strict=True)]
 
 
 def _history_columns(
@@ -254,9 +276,21 @@ def _history_columns(
     ids_of_name: dict[str, list[int]] = {}  # key ids per dotted name (several when paths collide)
     for k, name in enumerate(key_names):
         ids_of_name.setdefault(name, []).append(k)
+    # per key: items that are not ints / not numbers; the common case (one key path per name, all
+    # numbers, no protobuf-decoded row) is a slice of arrays gathered once in key order
+    n_keys = len(key_names)
+    n_nonint = np.bincount(it_key[~is_int], minlength=n_keys)
+    n_other = np.bincount(it_key[other], minlength=n_keys)
+    rows_by_key = rows[by_key]
+    values_by_key = values[by_key]
+    ints_by_key = int_vals[by_key]
     columns: dict[str, tuple[np.ndarray, Any]] = {}
     for name in sorted(order_key, key=order_key.__getitem__):
         ks = ids_of_name.get(name, [])
+        if len(ks) == 1 and name not in slow_by_key and not n_other[ks[0]]:
+            a, b = bounds[ks[0]], bounds[ks[0] + 1]
+            columns[name] = (rows_by_key[a:b], (values_by_key if n_nonint[ks[0]] else ints_by_key)[a:b])
+            continue
         if len(ks) == 1:
             idx = by_key[bounds[ks[0]] : bounds[ks[0] + 1]]
         elif ks:

@@ -240,6 +240,24 @@ def _classify(buf, start, n):  # pragma: no cover - compiled
     return V_FLOAT
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _same_path(buf, part_start, part_len, first, count, cur_ps, cur_pl, n_cur):  # pragma: no cover - compiled
+    """Whether the key whose parts are ``part_*[first:first+count]`` has the bytes of the current
+    item's ``n_cur`` parts (``cur_ps``/``cur_pl``)."""
+    if count != n_cur:
+        return False
+    for q in range(n_cur):
+        ps = part_start[first + q]
+        pl = part_len[first + q]
+        if pl != cur_pl[q]:
+            return False
+        cs = cur_ps[q]
+        for b in range(pl):
+            if buf[ps + b] != buf[cs + b]:
+                return False
+    return True
+
+
 @njit(cache=True, nogil=True)
 def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no cover - compiled
     """Decode history and summary records (see module doc). Returns a tuple of arrays:
@@ -411,22 +429,10 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
             kid = np.int64(-1)
             if j_item < n_pred:
                 pk = pred[which - 2, j_item]
-                if pk >= 0 and key_count[pk] == n_cur:
-                    same = True
-                    for q in range(n_cur):
-                        ps = part_start[key_first[pk] + q]
-                        pl = part_len[key_first[pk] + q]
-                        if pl != cur_pl[q]:
-                            same = False
-                            break
-                        for bb in range(pl):
-                            if buf[ps + bb] != buf[cur_ps[q] + bb]:
-                                same = False
-                                break
-                        if not same:
-                            break
-                    if same:
-                        kid = pk
+                if pk >= 0 and _same_path(
+                    buf, part_start, part_len, key_first[pk], key_count[pk], cur_ps, cur_pl, n_cur
+                ):
+                    kid = pk
             if kid < 0:
                 # hash the path (FNV-1a over bytes, 0xFF between parts)
                 h = np.uint64(14695981039346656037)
@@ -457,21 +463,10 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
                         part_len[n_parts] = cur_pl[q]
                         n_parts += 1
                     n_keys += 1
-                else:
-                    # verify the bytes against the key's first occurrence (a hash collision is fatal)
-                    if key_count[kid] != n_cur:
-                        collision = True
-                    else:
-                        for q in range(n_cur):
-                            ps = part_start[key_first[kid] + q]
-                            pl = part_len[key_first[kid] + q]
-                            if pl != cur_pl[q]:
-                                collision = True
-                                break
-                            for b in range(pl):
-                                if buf[ps + b] != buf[cur_ps[q] + b]:
-                                    collision = True
-                                    break
+                elif not _same_path(
+                    buf, part_start, part_len, key_first[kid], key_count[kid], cur_ps, cur_pl, n_cur
+                ):
+                    collision = True  # the bytes differ from the key's first occurrence: fatal
             if j_item < n_pred:
                 pred[which - 2, j_item] = kid
             j_item += 1
@@ -545,6 +540,10 @@ def gather_bytes(buf, starts, lengths):  # pragma: no cover - compiled
     for i in range(n):
         s = starts[i]
         o = offsets[i]
-        for j in range(lengths[i]):
-            out[o + j] = buf[s + j]
+        m = lengths[i]
+        if m > 64:  # a slice copy is a memcpy: far faster for the ~32 KiB pieces of split records
+            out[o : o + m] = buf[s : s + m]
+        else:
+            for j in range(m):
+                out[o + j] = buf[s + j]
     return out, offsets

@@ -50,9 +50,14 @@ def _parse_numbers(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, typ
     return pc.cast(arr, typ).to_numpy(zero_copy_only=False)
 
 
-def decode_bytes(data: bytes, path: str | Path = "<bytes>") -> RunLog | None:
-    """Decode a whole log; None when the fast path does not apply (caller uses the reference)."""
-    check_file_header(data, path)
+def decode_bytes(data: bytes | np.ndarray, path: str | Path = "<bytes>") -> RunLog | None:
+    """Decode a whole log; None when the fast path does not apply (caller uses the reference).
+
+    ``data``: the file's bytes, or a writable ``uint8`` array
+    (:func:`~interplab.runs.leveldb_log.read_log_buffer`), which is then used as scratch space
+    (records are moved together in place: no second copy of a large log) and left overwritten.
+    """
+    check_file_header(bytes(memoryview(data)[:FILE_HEADER_LEN]), path)  # a short log stays short
     try:
         return _decode(data, path)
     except (_Fallback, pa.ArrowInvalid, ValueError) as why:
@@ -60,14 +65,18 @@ def decode_bytes(data: bytes, path: str | Path = "<bytes>") -> RunLog | None:
         return None
 
 
-def _decode(data: bytes, path: str | Path) -> RunLog:
+def _decode(data: bytes | np.ndarray, path: str | Path) -> RunLog:
     buf = np.frombuffer(data, dtype=np.uint8)
     assert FILE_HEADER_LEN == wk.HEADER
     p_start, p_len, r_first, r_n, _, n_rec, damaged, partial = wk.frame_log(buf, wk.CRC_TABLE, _SEEDS)
     r_first, r_n = r_first[:n_rec], r_n[:n_rec]
     rec_start = p_start[r_first].copy()
     rec_len = p_len[r_first].copy()
-    if (r_n > 1).any():
+    if buf.flags.writeable:
+        # records split over blocks are joined in place (compiled, one pass, no new buffer)
+        rec_start, rec_len = wk.compact_records(buf, p_start, p_len, r_first, r_n)
+        data = memoryview(buf)  # type: ignore[assignment]  # spans are copied out as bytes
+    elif (r_n > 1).any():
         # records split over blocks: gather every record's pieces into one new buffer (compiled,
         # one pass) so each record is one span; wide runs have almost only such records
         before = np.cumsum(r_n) - r_n

@@ -547,3 +547,23 @@ def gather_bytes(buf, starts, lengths):  # pragma: no cover - compiled
             for j in range(m):
                 out[o + j] = buf[s + j]
     return out, offsets
+
+
+@njit(cache=True, nogil=True)
+def compact_records(buf, piece_start, piece_len, rec_first, rec_n):  # pragma: no cover - compiled
+    """Move every record's pieces to the front of ``buf``, in place and back to back, so each record
+    is one span; returns (rec_start, rec_len). Safe in place: a piece only ever moves left (each
+    one follows at least one chunk header), and a slice copy handles the overlap like memmove."""
+    n_rec = rec_first.shape[0]
+    rec_start = np.empty(n_rec, dtype=np.int64)
+    rec_len = np.empty(n_rec, dtype=np.int64)
+    o = 0
+    for r in range(n_rec):
+        rec_start[r] = o
+        for p in range(rec_first[r], rec_first[r] + rec_n[r]):
+            s = piece_start[p]
+            m = piece_len[p]
+            buf[o : o + m] = buf[s : s + m]
+            o += m
+        rec_len[r] = o - rec_start[r]
+    return rec_start, rec_len

@@ -292,13 +292,13 @@ def _history_columns(
     n_other = np.bincount(it_key[other], minlength=n_keys)
     rows_by_key = rows[by_key]
     values_by_key = values[by_key]
-    ints_by_key = int_vals[by_key]
     columns: dict[str, tuple[np.ndarray, Any]] = {}
     for name in sorted(order_key, key=order_key.__getitem__):
         ks = ids_of_name.get(name, [])
         if len(ks) == 1 and name not in slow_by_key and not n_other[ks[0]]:
             a, b = bounds[ks[0]], bounds[ks[0] + 1]
-            columns[name] = (rows_by_key[a:b], (values_by_key if n_nonint[ks[0]] else ints_by_key)[a:b])
+            vals = values_by_key[a:b] if n_nonint[ks[0]] else int_vals[by_key[a:b]]
+            columns[name] = (rows_by_key[a:b], vals)
             continue
         if len(ks) == 1:
             idx = by_key[bounds[ks[0]] : bounds[ks[0] + 1]]

@@ -157,3 +157,32 @@ def test_bad_headers_are_one_clear_error(tmp_path) -> None:
         scan_log(FILE_HEADER[:6] + b"\x07", "x.wandb")
     with pytest.raises(InterplabError, match="cannot read W&B log"):
         read_log_bytes(tmp_path / "missing.wandb")
+
+
+@pytest.mark.parametrize("regular", [True, False])
+def test_fast_decoder_matches_reference_on_grid_and_ragged_rows(tmp_path, regular: bool) -> None:
+    # a regular log (same keys, same order every row) takes the grid path of the fast decoder, a
+    # log with keys missing at some steps the sorted one; both must equal the protobuf reference
+    import pandas as pd
+
+    from interplab.runs.history_fast import _grid_width
+    from interplab.runs.logwriter import write_offline_run
+    from interplab.runs.offline import decode_log, decode_log_exact
+
+    rng = np.random.default_rng(7)
+    metrics = {f"layer{k}/stat": rng.normal(size=12).round(4) for k in range(40)}
+    metrics["count"] = np.arange(12, dtype=np.float64) * 3
+    if not regular:
+        metrics["layer3/stat"][[2, 5]] = np.nan  # not logged at those steps
+    log = write_offline_run(tmp_path, "grid", metrics)
+    fast, exact = decode_log(log), decode_log_exact(log)
+    pd.testing.assert_frame_equal(fast.history, exact.history)
+    assert fast.history.attrs == exact.history.attrs and fast.summary == exact.summary
+    assert list(fast.history.columns[:1]) == ["_step"] and len(fast.history) == 12
+    # which path ran: the grid is detected only for the regular log
+    buf = np.frombuffer(read_log_bytes(log), dtype=np.uint8)
+    p_start, p_len, r_first, r_n, _, n_rec, _, _ = wk.frame_log(buf, wk.CRC_TABLE, _SEEDS)
+    out = wk.decode_records(buf, p_start[r_first[:n_rec]], p_len[r_first[:n_rec]], r_n[:n_rec] == 1, 1024)
+    it_rec, it_key = out[1], out[2]
+    rows = np.searchsorted(np.unique(it_rec), it_rec)
+    assert (_grid_width(it_key, rows) > 0) == regular

@@ -220,6 +220,25 @@ def _key_parts(
     return [texts[f : f + c] for f, c in zip(key_first.tolist(), key_count.tolist(), strict=True)]
 
 
+def _grid_width(it_key: np.ndarray, rows: np.ndarray) -> int:
+    """Items per row when every history row holds the same distinct keys in the same order (items
+    then form a (rows, keys) grid in log order), else 0."""
+    n = len(it_key)
+    if n == 0:
+        return 0
+    first_row = np.flatnonzero(rows != rows[0])
+    m = int(first_row[0]) if len(first_row) else n
+    if n % m:
+        return 0
+    keys = it_key.reshape(-1, m)
+    grid_rows = rows.reshape(-1, m)
+    if not (keys == keys[0]).all() or not (grid_rows == grid_rows[:, :1]).all():
+        return 0
+    if len(np.unique(keys[0])) != m or (np.diff(grid_rows[:, 0]) <= 0).any():
+        return 0
+    return m
+
+
 def _history_columns(
     buf: np.ndarray,
     data: bytes | memoryview,
@@ -277,33 +296,56 @@ def _history_columns(
             entry[0].append(row)
             entry[1].append(value)
 
-    # items grouped by key, rows ascending within a key (stable sort keeps log order)
-    # a stable sort of small ints is a radix sort in numpy
-    small = it_key.astype(np.int16) if len(key_names) < 2**15 else it_key
-    by_key = np.argsort(small, kind="stable")
-    bounds = np.searchsorted(it_key[by_key], np.arange(len(key_names) + 1))
+    # items grouped by key, rows ascending within a key (log order)
+    n_keys = len(key_names)
+    grid = _grid_width(it_key, rows)
+    if grid:
+        # every row holds the same keys in the same order (the SDK's usual log): a key's items are
+        # one column of the (rows, keys) grid — strided views, no sort and no gather
+        grid_pos = np.full(n_keys, -1, np.int64)
+        grid_pos[it_key[:grid]] = np.arange(grid)
+        grid_rows = rows[::grid]
+        grid_values = values.reshape(-1, grid)
+        grid_ints = int_vals.reshape(-1, grid)
+    else:
+        # a stable sort of small ints is a radix sort in numpy
+        small = it_key.astype(np.int16) if n_keys < 2**15 else it_key
+        by_key = np.argsort(small, kind="stable")
+        bounds = np.zeros(n_keys + 1, np.int64)
+        np.cumsum(np.bincount(it_key, minlength=n_keys), out=bounds[1:])
+        rows_by_key = rows[by_key]
+        values_by_key = values[by_key]
+
+    def items_of(k: int) -> np.ndarray:
+        """Item indices of key id ``k``, in log order."""
+        if grid:
+            return np.arange(grid_pos[k], len(it_key), grid) if grid_pos[k] >= 0 else np.zeros(0, np.int64)
+        return by_key[bounds[k] : bounds[k + 1]]
+
     ids_of_name: dict[str, list[int]] = {}  # key ids per dotted name (several when paths collide)
     for k, name in enumerate(key_names):
         ids_of_name.setdefault(name, []).append(k)
     # per key: items that are not ints / not numbers; the common case (one key path per name, all
     # numbers, no protobuf-decoded row) is a slice of arrays gathered once in key order
-    n_keys = len(key_names)
     n_nonint = np.bincount(it_key[~is_int], minlength=n_keys)
     n_other = np.bincount(it_key[other], minlength=n_keys)
-    rows_by_key = rows[by_key]
-    values_by_key = values[by_key]
     columns: dict[str, tuple[np.ndarray, Any]] = {}
     for name in sorted(order_key, key=order_key.__getitem__):
         ks = ids_of_name.get(name, [])
         if len(ks) == 1 and name not in slow_by_key and not n_other[ks[0]]:
-            a, b = bounds[ks[0]], bounds[ks[0] + 1]
-            vals = values_by_key[a:b] if n_nonint[ks[0]] else int_vals[by_key[a:b]]
-            columns[name] = (rows_by_key[a:b], vals)
+            k = ks[0]
+            if grid:
+                j = grid_pos[k]
+                columns[name] = (grid_rows, grid_values[:, j] if n_nonint[k] else grid_ints[:, j])
+            else:
+                a, b = bounds[k], bounds[k + 1]
+                vals = values_by_key[a:b] if n_nonint[k] else int_vals[by_key[a:b]]
+                columns[name] = (rows_by_key[a:b], vals)
             continue
         if len(ks) == 1:
-            idx = by_key[bounds[ks[0]] : bounds[ks[0] + 1]]
+            idx = items_of(ks[0])
         elif ks:
-            idx = np.sort(np.concatenate([by_key[bounds[k] : bounds[k + 1]] for k in ks]))
+            idx = np.sort(np.concatenate([items_of(k) for k in ks]))
         else:
             idx = np.zeros(0, np.int64)
         slow = slow_by_key.get(name)

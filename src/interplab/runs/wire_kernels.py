@@ -264,7 +264,8 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
 
     kinds[n_rec],
     items: it_rec (record index), it_key, it_class, it_vstart, it_vlen (count n_items) — history values;
-    ops: op_rec, op_key, op_vstart, op_vlen, op_remove (count n_ops) — summary updates/removals;
+    ops: op_rec, op_key, op_vstart, op_vlen, op_remove — the last summary update/removal of each
+    key, in log order;
     keys: key_part_first, key_part_count (count n_keys) into parts: part_start, part_len;
     per key: its first history item and last summary op (-1 if none);
     collision (two paths with one hash), overflow (more than ``max_keys`` distinct keys: call again
@@ -281,11 +282,21 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
     it_class = np.empty(cap, dtype=np.int8)
     it_vstart = np.empty(cap, dtype=np.int64)
     it_vlen = np.empty(cap, dtype=np.int64)
-    op_rec = np.empty(cap, dtype=np.int64)
-    op_key = np.empty(cap, dtype=np.int32)
-    op_vstart = np.empty(cap, dtype=np.int64)
-    op_vlen = np.empty(cap, dtype=np.int64)
-    op_remove = np.empty(cap, dtype=np.bool_)
+    # summary ops: only the last per key is kept (a wide run updates every key at every step); the
+    # ops of the record being decoded wait in a scratch list and count once the record is good
+    longest = 0
+    for r in range(n_rec):
+        longest = max(longest, rec_len[r])
+    s_cap = longest // 2 + 16  # an item takes at least two bytes
+    s_key = np.empty(s_cap, dtype=np.int64)
+    s_vstart = np.empty(s_cap, dtype=np.int64)
+    s_vlen = np.empty(s_cap, dtype=np.int64)
+    s_remove = np.empty(s_cap, dtype=np.bool_)
+    key_op_seq = np.full(max_keys, -1, dtype=np.int64)
+    key_op_rec = np.empty(max_keys, dtype=np.int64)
+    key_op_vstart = np.empty(max_keys, dtype=np.int64)
+    key_op_vlen = np.empty(max_keys, dtype=np.int64)
+    key_op_remove = np.empty(max_keys, dtype=np.bool_)
     key_hash = np.empty(max_keys, dtype=np.uint64)
     key_first = np.empty(max_keys, dtype=np.int64)
     key_count = np.empty(max_keys, dtype=np.int64)
@@ -293,7 +304,6 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
     part_len = np.empty(4 * max_keys, dtype=np.int64)
     overflow = False
     key_first_item = np.full(max_keys, -1, dtype=np.int64)
-    key_last_op = np.full(max_keys, -1, dtype=np.int64)
     n_slots = 1
     while n_slots < 2 * max_keys:  # the table stays at most half full
         n_slots *= 2
@@ -349,7 +359,7 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
         # --- items of a HistoryRecord (field 1) or SummaryRecord (update 1 / remove 2)
         j_item = 0
         save_items = n_items
-        save_ops = n_ops
+        n_s = 0
         pos = sub_start
         good = True
         while pos < sub_end:
@@ -480,13 +490,11 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
                 it_vlen[n_items] = v_l
                 n_items += 1
             else:
-                key_last_op[kid] = n_ops
-                op_rec[n_ops] = r
-                op_key[n_ops] = kid
-                op_vstart[n_ops] = v_s
-                op_vlen[n_ops] = v_l
-                op_remove[n_ops] = is_remove
-                n_ops += 1
+                s_key[n_s] = kid
+                s_vstart[n_s] = v_s
+                s_vlen[n_s] = v_l
+                s_remove[n_s] = is_remove
+                n_s += 1
             pos = item_end
         if overflow:
             break
@@ -494,17 +502,38 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
             for k in range(n_keys):  # undo this record's effect on the per-key indices (rare)
                 if key_first_item[k] >= save_items:
                     key_first_item[k] = -1
-                if key_last_op[k] >= save_ops:
-                    key_last_op[k] = -1
-                    for j in range(save_ops - 1, -1, -1):
-                        if op_key[j] == k:
-                            key_last_op[k] = j
-                            break
             n_items = save_items
-            n_ops = save_ops
             kinds[r] = KIND_HISTORY_SLOW if which == 2 else KIND_SLOW
             continue
+        for j in range(n_s):
+            k = s_key[j]
+            key_op_seq[k] = n_ops
+            key_op_rec[k] = r
+            key_op_vstart[k] = s_vstart[j]
+            key_op_vlen[k] = s_vlen[j]
+            key_op_remove[k] = s_remove[j]
+            n_ops += 1
         kinds[r] = KIND_HISTORY if which == 2 else KIND_SUMMARY
+    # the last op of each key, in log order
+    n_last = 0
+    for k in range(n_keys):
+        if key_op_seq[k] >= 0:
+            n_last += 1
+    with_op = np.empty(n_last, dtype=np.int64)
+    n_last = 0
+    for k in range(n_keys):
+        if key_op_seq[k] >= 0:
+            with_op[n_last] = k
+            n_last += 1
+    with_op = with_op[np.argsort(key_op_seq[with_op])]
+    op_key = with_op.astype(np.int32)
+    op_rec = key_op_rec[with_op]
+    op_vstart = key_op_vstart[with_op]
+    op_vlen = key_op_vlen[with_op]
+    op_remove = key_op_remove[with_op]
+    key_last_op = np.full(n_keys, -1, dtype=np.int64)
+    for i in range(n_last):
+        key_last_op[with_op[i]] = i
     return (
         kinds,
         it_row[:n_items],
@@ -512,17 +541,17 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
         it_class[:n_items],
         it_vstart[:n_items],
         it_vlen[:n_items],
-        op_rec[:n_ops],
-        op_key[:n_ops],
-        op_vstart[:n_ops],
-        op_vlen[:n_ops],
-        op_remove[:n_ops],
+        op_rec,
+        op_key,
+        op_vstart,
+        op_vlen,
+        op_remove,
         key_first[:n_keys],
         key_count[:n_keys],
         part_start[:n_parts],
         part_len[:n_parts],
         key_first_item[:n_keys],
-        key_last_op[:n_keys],
+        key_last_op,
         collision,
         overflow,
     )

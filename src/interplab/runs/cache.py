@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from interplab.runs.records import frame_from_columns
+
 logger = logging.getLogger(__name__)
 
 _META_KEY = b"interplab.meta"
@@ -78,20 +80,27 @@ def _arrow_columns(history: pd.DataFrame, json_cols: set[Any]) -> dict[Any, Any]
     """
     import pyarrow as pa
 
-    out: dict[Any, Any] = {}
-    by_dtype: dict[Any, list[Any]] = {}
-    for col, dtype in history.dtypes.items():
+    out: dict[int, Any] = {}
+    by_dtype: dict[Any, list[int]] = {}
+    for pos, (col, dtype) in enumerate(history.dtypes.items()):
         if col in json_cols:
-            values = history[col].to_numpy(dtype=object)
-            out[col] = pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
+            values = history.iloc[:, pos].to_numpy(dtype=object)
+            out[pos] = pa.array([None if v is None else json.dumps(v) for v in values], type=pa.string())
         else:
-            by_dtype.setdefault(dtype, []).append(col)
-    for cols in by_dtype.values():
-        positions = [history.columns.get_loc(c) for c in cols]
-        block = history.iloc[:, positions].to_numpy()
-        for j, col in enumerate(cols):
-            out[col] = pa.array(np.ascontiguousarray(block[:, j]))
-    return {col: out[col] for col in history.columns}
+            by_dtype.setdefault(dtype, []).append(pos)
+    n_rows = len(history)
+    for dtype, positions in by_dtype.items():
+        # (columns, rows) in C order: pandas keeps a block that way, so this is usually no copy
+        block = np.ascontiguousarray(history.iloc[:, positions].to_numpy().T)
+        if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+            # one Arrow array over the whole block, one zero-copy slice per column
+            whole = pa.array(block.reshape(-1))
+            for j, pos in enumerate(positions):
+                out[pos] = whole.slice(j * n_rows, n_rows)
+        else:
+            for j, pos in enumerate(positions):
+                out[pos] = pa.array(block[j])
+    return {col: out[pos] for pos, col in enumerate(history.columns)}
 
 
 class HistoryCache:
@@ -131,7 +140,7 @@ class HistoryCache:
                 columns[name] = arr
             else:
                 columns[name] = col.to_numpy()
-        df = pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+        df = frame_from_columns(columns, table.num_rows)
         df.attrs.update(json.loads(md.get(_ATTRS_KEY, b"{}")))
         return df, meta
 

@@ -50,9 +50,14 @@ def _parse_numbers(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, typ
     return pc.cast(arr, typ).to_numpy(zero_copy_only=False)
 
 
-def decode_bytes(data: bytes, path: str | Path = "<bytes>") -> RunLog | None:
-    """Decode a whole log; None when the fast path does not apply (caller uses the reference)."""
-    check_file_header(data, path)
+def decode_bytes(data: bytes | np.ndarray, path: str | Path = "<bytes>") -> RunLog | None:
+    """Decode a whole log; None when the fast path does not apply (caller uses the reference).
+
+    ``data``: the file's bytes, or a writable ``uint8`` array
+    (:func:`~interplab.runs.leveldb_log.read_log_buffer`), which is then used as scratch space
+    (records are moved together in place: no second copy of a large log) and left overwritten.
+    """
+    check_file_header(bytes(memoryview(data)[:FILE_HEADER_LEN]), path)  # a short log stays short
     try:
         return _decode(data, path)
     except (_Fallback, pa.ArrowInvalid, ValueError) as why:
@@ -60,14 +65,18 @@ def decode_bytes(data: bytes, path: str | Path = "<bytes>") -> RunLog | None:
         return None
 
 
-def _decode(data: bytes, path: str | Path) -> RunLog:
+def _decode(data: bytes | np.ndarray, path: str | Path) -> RunLog:
     buf = np.frombuffer(data, dtype=np.uint8)
     assert FILE_HEADER_LEN == wk.HEADER
     p_start, p_len, r_first, r_n, _, n_rec, damaged, partial = wk.frame_log(buf, wk.CRC_TABLE, _SEEDS)
     r_first, r_n = r_first[:n_rec], r_n[:n_rec]
     rec_start = p_start[r_first].copy()
     rec_len = p_len[r_first].copy()
-    if (r_n > 1).any():
+    if buf.flags.writeable:
+        # records split over blocks are joined in place (compiled, one pass, no new buffer)
+        rec_start, rec_len = wk.compact_records(buf, p_start, p_len, r_first, r_n)
+        data = memoryview(buf)  # type: ignore[assignment]  # spans are copied out as bytes
+    elif (r_n > 1).any():
         # records split over blocks: gather every record's pieces into one new buffer (compiled,
         # one pass) so each record is one span; wide runs have almost only such records
         before = np.cumsum(r_n) - r_n
@@ -126,15 +135,8 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     n_rows = int(is_hist.sum())
 
     # --- key names
-    def parts(k: int) -> list[str]:
-        f = int(key_first[k])
-        return [
-            bytes(data[part_start[i] : part_start[i] + part_len[i]]).decode("utf-8", errors="replace")
-            for i in range(f, f + int(key_count[k]))
-        ]
-
-    key_parts = [parts(k) for k in range(len(key_first))]
-    key_names = [".".join(p) for p in key_parts]
+    key_parts = _key_parts(buf, data, key_first, key_count, part_start, part_len)
+    key_names = [p[0] if len(p) == 1 else ".".join(p) for p in key_parts]
 
     # --- history columns
     columns = _history_columns(
@@ -187,6 +189,54 @@ def _decode(data: bytes, path: str | Path) -> RunLog:
     log.damaged_chunks = int(damaged)
     log.partial_tail = bool(partial)
     return log
+
+
+def _key_parts(
+    buf: np.ndarray,
+    data: bytes | memoryview,
+    key_first: np.ndarray,
+    key_count: np.ndarray,
+    part_start: np.ndarray,
+    part_len: np.ndarray,
+) -> list[list[str]]:
+    """Each key's path parts as text: decoded in bulk by Arrow (valid UTF-8, the usual case), else
+    one by one with invalid bytes replaced, as the reference decoder does."""
+    texts: list[str] | None = None
+    if len(part_start):
+        joined, offsets = wk.gather_bytes(buf, part_start, part_len)
+        arr = pa.Array.from_buffers(
+            pa.large_string(), len(part_start), [None, pa.py_buffer(offsets), pa.py_buffer(joined)]
+        )
+        try:
+            arr.validate(full=True)
+            texts = arr.to_pylist()
+        except pa.ArrowInvalid:
+            texts = None
+    if texts is None:
+        texts = [
+            bytes(data[s : s + n]).decode("utf-8", errors="replace")
+            for s, n in zip(part_start.tolist(), part_len.tolist(), strict=True)
+        ]
+    return [texts[f : f + c] for f, c in zip(key_first.tolist(), key_count.tolist(), strict=True)]
+
+
+def _grid_width(it_key: np.ndarray, rows: np.ndarray) -> int:
+    """Items per row when every history row holds the same distinct keys in the same order (items
+    then form a (rows, keys) grid in log order), else 0."""
+    n = len(it_key)
+    if n == 0:
+        return 0
+    first_row = np.flatnonzero(rows != rows[0])
+    m = int(first_row[0]) if len(first_row) else n
+    if n % m:
+        return 0
+    keys = it_key.reshape(-1, m)
+    grid_rows = rows.reshape(-1, m)
+    if not (keys == keys[0]).all() or not (grid_rows == grid_rows[:, :1]).all():
+        return 0
+    if len(np.unique(keys[0])) != m or (np.diff(grid_rows[:, 0]) <= 0).any():
+        return 0
+    return m
 
 
 def _history_columns(
@@ -246,21 +296,56 @@ def _history_columns(
             entry[0].append(row)
             entry[1].append(value)
 
-    # items grouped by key, rows ascending within a key (stable sort keeps log order)
-    # a stable sort of small ints is a radix sort in numpy
-    small = it_key.astype(np.int16) if len(key_names) < 2**15 else it_key
-    by_key = np.argsort(small, kind="stable")
-    bounds = np.searchsorted(it_key[by_key], np.arange(len(key_names) + 1))
+    # items grouped by key, rows ascending within a key (log order)
+    n_keys = len(key_names)
+    grid = _grid_width(it_key, rows)
+    if grid:
+        # every row holds the same keys in the same order (the SDK's usual log): a key's items are
+        # one column of the (rows, keys) grid — strided views, no sort and no gather
+        grid_pos = np.full(n_keys, -1, np.int64)
+        grid_pos[it_key[:grid]] = np.arange(grid)
+        grid_rows = rows[::grid]
+        grid_values = values.reshape(-1, grid)
+        grid_ints = int_vals.reshape(-1, grid)
+    else:
+        # a stable sort of small ints is a radix sort in numpy
+        small = it_key.astype(np.int16) if n_keys < 2**15 else it_key
+        by_key = np.argsort(small, kind="stable")
+        bounds = np.zeros(n_keys + 1, np.int64)
+        np.cumsum(np.bincount(it_key, minlength=n_keys), out=bounds[1:])
+        rows_by_key = rows[by_key]
+        values_by_key = values[by_key]
+
+    def items_of(k: int) -> np.ndarray:
+        """Item indices of key id ``k``, in log order."""
+        if grid:
+            return np.arange(grid_pos[k], len(it_key), grid) if grid_pos[k] >= 0 else np.zeros(0, np.int64)
+        return by_key[bounds[k] : bounds[k + 1]]
+
     ids_of_name: dict[str, list[int]] = {}  # key ids per dotted name (several when paths collide)
     for k, name in enumerate(key_names):
         ids_of_name.setdefault(name, []).append(k)
+    # per key: items that are not ints / not numbers; the common case (one key path per name, all
+    # numbers, no protobuf-decoded row) is a slice of arrays gathered once in key order
+    n_nonint = np.bincount(it_key[~is_int], minlength=n_keys)
+    n_other = np.bincount(it_key[other], minlength=n_keys)
     columns: dict[str, tuple[np.ndarray, Any]] = {}
     for name in sorted(order_key, key=order_key.__getitem__):
         ks = ids_of_name.get(name, [])
+        if len(ks) == 1 and name not in slow_by_key and not n_other[ks[0]]:
+            k = ks[0]
+            if grid:
+                j = grid_pos[k]
+                columns[name] = (grid_rows, grid_values[:, j] if n_nonint[k] else grid_ints[:, j])
+            else:
+                a, b = bounds[k], bounds[k + 1]
+                vals = values_by_key[a:b] if n_nonint[k] else int_vals[by_key[a:b]]
+                columns[name] = (rows_by_key[a:b], vals)
+            continue
         if len(ks) == 1:
-            idx = by_key[bounds[ks[0]] : bounds[ks[0] + 1]]
+            idx = items_of(ks[0])
         elif ks:
-            idx = np.sort(np.concatenate([by_key[bounds[k] : bounds[k + 1]] for k in ks]))
+            idx = np.sort(np.concatenate([items_of(k) for k in ks]))
         else:
             idx = np.zeros(0, np.int64)
         slow = slow_by_key.get(name)

@@ -18,11 +18,14 @@ the log quietly. Files are opened read-only.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from interplab.common.errors import InterplabError
 
@@ -83,6 +86,21 @@ def read_log_bytes(path: str | Path) -> bytes:
         raise InterplabError(f"cannot read W&B log {p}: {exc.strerror}") from exc
     check_file_header(data, p)
     return data
+
+
+def read_log_buffer(path: str | Path) -> np.ndarray:
+    """The whole file as a writable ``uint8`` array (the fast decoder reuses it as scratch space)."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            buf = np.empty(size, dtype=np.uint8)
+            n = fh.readinto(memoryview(buf))
+    except OSError as exc:
+        raise InterplabError(f"cannot read W&B log {p}: {exc.strerror}") from exc
+    buf = buf[:n]
+    check_file_header(bytes(buf[:FILE_HEADER_LEN]) if n >= FILE_HEADER_LEN else buf.tobytes(), p)
+    return buf
 
 
 def check_file_header(data: bytes, path: str | Path = "<bytes>") -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from interplab.common.errors import InterplabError
 from interplab.runs.cache import HistoryCache, offline_key
-from interplab.runs.leveldb_log import FILE_HEADER_LEN, read_log_bytes, scan_log
+from interplab.runs.leveldb_log import FILE_HEADER_LEN, read_log_buffer, read_log_bytes, scan_log
 from interplab.runs.records import RunLog, RunLogBuilder
 from interplab.runs.run import Run
 from interplab.runs.runlist import RunList, SkippedRun
@@ -79,8 +79,7 @@ def decode_log(log_file: Path) -> RunLog:
     """Read one log completely (every valid record; damaged chunks skipped), fast path first."""
     from interplab.runs.history_fast import decode_bytes
 
-    data = read_log_bytes(log_file)
-    log = decode_bytes(data, log_file)
+    log = decode_bytes(read_log_buffer(log_file), log_file)
     if log is None:
         return decode_log_exact(log_file)
     if not log.run_id:

@@ -240,13 +240,32 @@ def _classify(buf, start, n):  # pragma: no cover - compiled
     return V_FLOAT
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _same_path(buf, part_start, part_len, first, count, cur_ps, cur_pl, n_cur):  # pragma: no cover - compiled
+    """Whether the key whose parts are ``part_*[first:first+count]`` has the bytes of the current
+    item's ``n_cur`` parts (``cur_ps``/``cur_pl``)."""
+    if count != n_cur:
+        return False
+    for q in range(n_cur):
+        ps = part_start[first + q]
+        pl = part_len[first + q]
+        if pl != cur_pl[q]:
+            return False
+        cs = cur_ps[q]
+        for b in range(pl):
+            if buf[ps + b] != buf[cs + b]:
+                return False
+    return True
+
+
 @njit(cache=True, nogil=True)
 def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no cover - compiled
     """Decode history and summary records (see module doc). Returns a tuple of arrays:
 
     kinds[n_rec],
     items: it_rec (record index), it_key, it_class, it_vstart, it_vlen (count n_items) — history values;
-    ops: op_rec, op_key, op_vstart, op_vlen, op_remove (count n_ops) — summary updates/removals;
+    ops: op_rec, op_key, op_vstart, op_vlen, op_remove — the last summary update/removal of each
+    key, in log order;
     keys: key_part_first, key_part_count (count n_keys) into parts: part_start, part_len;
     per key: its first history item and last summary op (-1 if none);
     collision (two paths with one hash), overflow (more than ``max_keys`` distinct keys: call again
@@ -263,11 +282,21 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
     it_class = np.empty(cap, dtype=np.int8)
     it_vstart = np.empty(cap, dtype=np.int64)
     it_vlen = np.empty(cap, dtype=np.int64)
-    op_rec = np.empty(cap, dtype=np.int64)
-    op_key = np.empty(cap, dtype=np.int32)
-    op_vstart = np.empty(cap, dtype=np.int64)
-    op_vlen = np.empty(cap, dtype=np.int64)
-    op_remove = np.empty(cap, dtype=np.bool_)
+    # summary ops: only the last per key is kept (a wide run updates every key at every step); the
+    # ops of the record being decoded wait in a scratch list and count once the record is good
+    longest = 0
+    for r in range(n_rec):
+        longest = max(longest, rec_len[r])
+    s_cap = longest // 2 + 16  # an item takes at least two bytes
+    s_key = np.empty(s_cap, dtype=np.int64)
+    s_vstart = np.empty(s_cap, dtype=np.int64)
+    s_vlen = np.empty(s_cap, dtype=np.int64)
+    s_remove = np.empty(s_cap, dtype=np.bool_)
+    key_op_seq = np.full(max_keys, -1, dtype=np.int64)
+    key_op_rec = np.empty(max_keys, dtype=np.int64)
+    key_op_vstart = np.empty(max_keys, dtype=np.int64)
+    key_op_vlen = np.empty(max_keys, dtype=np.int64)
+    key_op_remove = np.empty(max_keys, dtype=np.bool_)
     key_hash = np.empty(max_keys, dtype=np.uint64)
     key_first = np.empty(max_keys, dtype=np.int64)
     key_count = np.empty(max_keys, dtype=np.int64)
@@ -275,7 +304,6 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
     part_len = np.empty(4 * max_keys, dtype=np.int64)
     overflow = False
     key_first_item = np.full(max_keys, -1, dtype=np.int64)
-    key_last_op = np.full(max_keys, -1, dtype=np.int64)
     n_slots = 1
     while n_slots < 2 * max_keys:  # the table stays at most half full
         n_slots *= 2
@@ -331,7 +359,7 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
         # --- items of a HistoryRecord (field 1) or SummaryRecord (update 1 / remove 2)
         j_item = 0
         save_items = n_items
-        save_ops = n_ops
+        n_s = 0
         pos = sub_start
         good = True
         while pos < sub_end:
@@ -411,22 +439,10 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
             kid = np.int64(-1)
             if j_item < n_pred:
                 pk = pred[which - 2, j_item]
-                if pk >= 0 and key_count[pk] == n_cur:
-                    same = True
-                    for q in range(n_cur):
-                        ps = part_start[key_first[pk] + q]
-                        pl = part_len[key_first[pk] + q]
-                        if pl != cur_pl[q]:
-                            same = False
-                            break
-                        for bb in range(pl):
-                            if buf[ps + bb] != buf[cur_ps[q] + bb]:
-                                same = False
-                                break
-                        if not same:
-                            break
-                    if same:
-                        kid = pk
+                if pk >= 0 and _same_path(
+                    buf, part_start, part_len, key_first[pk], key_count[pk], cur_ps, cur_pl, n_cur
+                ):
+                    kid = pk
             if kid < 0:
                 # hash the path (FNV-1a over bytes, 0xFF between parts)
                 h = np.uint64(14695981039346656037)
@@ -457,21 +473,10 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
                         part_len[n_parts] = cur_pl[q]
                         n_parts += 1
                     n_keys += 1
-                else:
-                    # verify the bytes against the key's first occurrence (a hash collision is fatal)
-                    if key_count[kid] != n_cur:
-                        collision = True
-                    else:
-                        for q in range(n_cur):
-                            ps = part_start[key_first[kid] + q]
-                            pl = part_len[key_first[kid] + q]
-                            if pl != cur_pl[q]:
-                                collision = True
-                                break
-                            for b in range(pl):
-                                if buf[ps + b] != buf[cur_ps[q] + b]:
-                                    collision = True
-                                    break
+                elif not _same_path(
+                    buf, part_start, part_len, key_first[kid], key_count[kid], cur_ps, cur_pl, n_cur
+                ):
+                    collision = True  # the bytes differ from the key's first occurrence: fatal
             if j_item < n_pred:
                 pred[which - 2, j_item] = kid
             j_item += 1
@@ -485,13 +490,11 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
                 it_vlen[n_items] = v_l
                 n_items += 1
             else:
-                key_last_op[kid] = n_ops
-                op_rec[n_ops] = r
-                op_key[n_ops] = kid
-                op_vstart[n_ops] = v_s
-                op_vlen[n_ops] = v_l
-                op_remove[n_ops] = is_remove
-                n_ops += 1
+                s_key[n_s] = kid
+                s_vstart[n_s] = v_s
+                s_vlen[n_s] = v_l
+                s_remove[n_s] = is_remove
+                n_s += 1
             pos = item_end
         if overflow:
             break
@@ -499,17 +502,38 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
             for k in range(n_keys):  # undo this record's effect on the per-key indices (rare)
                 if key_first_item[k] >= save_items:
                     key_first_item[k] = -1
-                if key_last_op[k] >= save_ops:
-                    key_last_op[k] = -1
-                    for j in range(save_ops - 1, -1, -1):
-                        if op_key[j] == k:
-                            key_last_op[k] = j
-                            break
             n_items = save_items
-            n_ops = save_ops
             kinds[r] = KIND_HISTORY_SLOW if which == 2 else KIND_SLOW
             continue
+        for j in range(n_s):
+            k = s_key[j]
+            key_op_seq[k] = n_ops
+            key_op_rec[k] = r
+            key_op_vstart[k] = s_vstart[j]
+            key_op_vlen[k] = s_vlen[j]
+            key_op_remove[k] = s_remove[j]
+            n_ops += 1
         kinds[r] = KIND_HISTORY if which == 2 else KIND_SUMMARY
+    # the last op of each key, in log order
+    n_last = 0
+    for k in range(n_keys):
+        if key_op_seq[k] >= 0:
+            n_last += 1
+    with_op = np.empty(n_last, dtype=np.int64)
+    n_last = 0
+    for k in range(n_keys):
+        if key_op_seq[k] >= 0:
+            with_op[n_last] = k
+            n_last += 1
+    with_op = with_op[np.argsort(key_op_seq[with_op])]
+    op_key = with_op.astype(np.int32)
+    op_rec = key_op_rec[with_op]
+    op_vstart = key_op_vstart[with_op]
+    op_vlen = key_op_vlen[with_op]
+    op_remove = key_op_remove[with_op]
+    key_last_op = np.full(n_keys, -1, dtype=np.int64)
+    for i in range(n_last):
+        key_last_op[with_op[i]] = i
     return (
         kinds,
         it_row[:n_items],
@@ -517,17 +541,17 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
         it_class[:n_items],
         it_vstart[:n_items],
         it_vlen[:n_items],
-        op_rec[:n_ops],
-        op_key[:n_ops],
-        op_vstart[:n_ops],
-        op_vlen[:n_ops],
-        op_remove[:n_ops],
+        op_rec,
+        op_key,
+        op_vstart,
+        op_vlen,
+        op_remove,
         key_first[:n_keys],
         key_count[:n_keys],
         part_start[:n_parts],
         part_len[:n_parts],
         key_first_item[:n_keys],
-        key_last_op[:n_keys],
+        key_last_op,
         collision,
         overflow,
     )
@@ -545,6 +569,30 @@ def gather_bytes(buf, starts, lengths):  # pragma: no cover - compiled
     for i in range(n):
         s = starts[i]
         o = offsets[i]
-        for j in range(lengths[i]):
-            out[o + j] = buf[s + j]
+        m = lengths[i]
+        if m > 64:  # a slice copy is a memcpy: far faster for the ~32 KiB pieces of split records
+            out[o : o + m] = buf[s : s + m]
+        else:
+            for j in range(m):
+                out[o + j] = buf[s + j]
     return out, offsets
+
+
+@njit(cache=True, nogil=True)
+def compact_records(buf, piece_start, piece_len, rec_first, rec_n):  # pragma: no cover - compiled
+    """Move every record's pieces to the front of ``buf``, in place and back to back, so each record
+    is one span; returns (rec_start, rec_len). Safe in place: a piece only ever moves left (each
+    one follows at least one chunk header), and a slice copy handles the overlap like memmove."""
+    n_rec = rec_first.shape[0]
+    rec_start = np.empty(n_rec, dtype=np.int64)
+    rec_len = np.empty(n_rec, dtype=np.int64)
+    o = 0
+    for r in range(n_rec):
+        rec_start[r] = o
+        for p in range(rec_first[r], rec_first[r] + rec_n[r]):
+            s = piece_start[p]
+            m = piece_len[p]
+            buf[o : o + m] = buf[s : s + m]
+            o += m
+        rec_len[r] = o - rec_start[r]
+    return rec_start, rec_len

@@ -318,6 +318,8 @@ def collect_command(
     shard_tokens: int = _co("shard_tokens"),
     examples_per_quantile: int = _co("examples_per_quantile"),
     cooccurrence_dense_limit: int = _co("cooccurrence_dense_limit"),
+    ablation_tokens: int = _co("ablation_tokens"),
+    ablation_features: int = _co("ablation_features"),
     device: str = _co("device"),
     model_dtype: str = _co("model_dtype"),
     sae_dtype: str = _co("sae_dtype"),

@@ -5,8 +5,9 @@ Inputs: a small random BERT (hidden 64, 2 layers) with minilm's tokenizer and a 
 windows of 128. Each measurement runs ``interplab sae collect`` in fresh subprocesses; a child's
 peak RSS comes from ``os.wait4`` (``ru_maxrss``).
 
-``--part merge``: collection of all shards by one worker (``--shard 0/1``), then ``sae merge``;
-prints merge seconds / collection seconds (target ≤ 10 %) and the partial-reduction time alone.
+``--part merge``: collection of all shards by one worker (``--shard 0/1``; it also computes the
+ablation unit), then ``sae merge``; prints merge seconds / collection seconds (target ≤ 10 %), the
+partial-reduction time alone and the merge's step timings.
 
 ``--part workers``: the same shards by 2 workers (``--shard 0/2`` and ``1/2`` at once, 1 thread each)
 vs 1 worker with 2 threads: the wall-time ratio (no target on a 2-core machine) and each worker's
@@ -82,11 +83,13 @@ def part_merge(root: Path, model: Path, sae: Path, tokens: int, shard_tokens: in
     secs, rss = wait(start([*collect_args(model, sae, out, tokens, shard_tokens), "--shard", "0/1"], 2))
     m_secs, m_rss = wait(start(["sae", "merge", str(out)], 2))
     reduce_s = reduce_only(out)
+    steps = json.loads((out / "manifest.json").read_text()).get("timings", {})
     print(
-        f"merge: collection {secs:.1f}s (peak {rss:.0f} MB), full merge {m_secs:.1f}s (peak {m_rss:.0f} MB) "
-        f"= {100 * m_secs / secs:.1f} % of collection; partial reduction alone {reduce_s:.2f}s "
-        f"= {100 * reduce_s / secs:.1f} % (target ≤ 10 %); the full merge includes the process start, "
-        "model load, ablation passes, summaries and plots"
+        f"merge: collection {secs:.1f}s incl. the ablation unit (peak {rss:.0f} MB), whole `sae merge` "
+        f"{m_secs:.1f}s (peak {m_rss:.0f} MB) = {100 * m_secs / secs:.1f} % of collection (target ≤ 10 %); "
+        f"partial reduction alone {reduce_s:.2f}s = {100 * reduce_s / secs:.1f} %; merge steps (s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+        + "; the rest of the merge is the process start, imports, model/SAE load and tokenising the corpus"
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 from analyze_support import ANALYSIS_OPTIONS, CONTEXT, HOOK, LAYER, load_db
 
 from interplab.common.errors import InterplabError
+from interplab.sae.ablation import ABLATION_UNIT
 from interplab.sae.launch import CollectConfig, run_collect
 from interplab.sae.merge import ANALYSIS_ONLY, run_merge
 from interplab.sae.shards import assigned, parse_shard_arg, plan_shards
@@ -32,6 +33,8 @@ def collect_cfg(setup, out: Path, **kw) -> CollectConfig:
         "context_size": CONTEXT,
         "top_k": ANALYSIS_OPTIONS["top_k"],
         "shard_tokens": ANALYSIS_OPTIONS["shard_tokens"],
+        "ablation_tokens": ANALYSIS_OPTIONS["ablation_tokens"],
+        "ablation_features": ANALYSIS_OPTIONS["ablation_features"],
     }
     return CollectConfig(**{**options, **kw})
 
@@ -130,15 +133,37 @@ def test_bad_shard_argument(bad: str) -> None:
     assert parse_shard_arg(" 2/3 ") == (2, 3)
 
 
+def _no_forward(*args, **kwargs):
+    raise AssertionError("the merge ran model forward passes")
+
+
 @pytest.mark.slow
-def test_shards_then_merge_equal_one_process_analyze(sae_analysis, tmp_path) -> None:
+def test_shards_then_merge_equal_one_process_analyze(sae_analysis, tmp_path, monkeypatch) -> None:
     out = tmp_path / "sharded"
     for i in range(3):
         r = run_collect(collect_cfg(sae_analysis, out, shard=f"{i}/3"))
         assert r.analysis is None
     assert r.missing == [] and r.n_shards >= 3
+    unit = out / "activation_database" / ABLATION_UNIT
+    assert unit.exists()  # computed by the worker that found every shard complete
+    stored = json.loads(unit.read_text())
+    for key in ("ablation", "feature_ablation"):
+        _close(stored[key], sae_analysis.result.results[key], key)
+    # the merge takes the stored ablation unit: no forward pass (both entry points fail if called)
+    monkeypatch.setattr("interplab.sae.analyzer.ablation_on_subset", _no_forward)
+    monkeypatch.setattr("interplab.sae.merge.ablation_on_subset", _no_forward)
     merged = run_merge(out, **MERGE_OPTIONS)
     assert_same_analysis(merged, sae_analysis.result)
+    # a missing unit is named by the merge; a rerun of any worker computes only it
+    unit.unlink()
+    with pytest.raises(
+        InterplabError, match=r"ablation unit \(units/ablation\.json\) is missing.*sae collect"
+    ):
+        run_merge(out, **MERGE_OPTIONS)
+    monkeypatch.undo()
+    again = run_collect(collect_cfg(sae_analysis, out, shard="1/3"))
+    assert again.collected == [] and unit.exists()
+    _close(json.loads(unit.read_text())["ablation"], sae_analysis.result.results["ablation"], "ablation")
     # every quantile example lies in its quantile's bin and there are several per quantile
     recs = _jsonl(out / merged.files["feature_summaries"])
     n_per_q = [
@@ -186,6 +211,8 @@ def _cli_args(setup, out: Path) -> list[str]:
         "--sae", str(setup.sae), "--out", str(out), "--model", str(setup.model), "--layer", str(LAYER),
         "--hook", HOOK, "--data", str(setup.data), "--batch-size", str(BATCH), "--context-size", str(CONTEXT),
         "--top-k", str(ANALYSIS_OPTIONS["top_k"]), "--shard-tokens", str(ANALYSIS_OPTIONS["shard_tokens"]),
+        "--ablation-tokens", str(ANALYSIS_OPTIONS["ablation_tokens"]),
+        "--ablation-features", str(ANALYSIS_OPTIONS["ablation_features"]),
     ]  # fmt: skip
 
 

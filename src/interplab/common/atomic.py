@@ -75,6 +75,11 @@ def to_jsonable(obj: Any) -> Any:
 
     Non-finite floats become ``None`` so the file stays strict JSON.
     """
+    kind = type(obj)
+    if kind is str or kind is int or kind is bool or obj is None:  # the common leaves, fast
+        return obj
+    if kind is float:
+        return obj if math.isfinite(obj) else None
     import dataclasses
 
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -4,11 +4,14 @@ reconstruction. Full forward passes, so only the first ``n_tokens`` tokens (whol
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from interplab.common.atomic import write_json
 from interplab.common.models import LoadedModel
 from interplab.common.progress import track
 from interplab.sae.collect import slice_windows
@@ -24,6 +27,29 @@ from interplab.sae.metrics import (
 from interplab.sae.model import SAE
 
 ABLATION_GROUP = 8  # feature variants per forward pass
+ABLATION_UNIT = "units/ablation.json"  # the ablation unit of a sharded database, relative to it
+
+
+def most_frequent_features(count: np.ndarray, n_features: int) -> list[int]:
+    """The ``n_features`` most frequent features that fired (count descending, lower index first)."""
+    order = np.lexsort((np.arange(count.size), -count))
+    return [int(f) for f in order[:n_features] if count[f] > 0]
+
+
+def save_ablation_unit(db: Path, key: dict[str, Any], result: dict[str, Any]) -> Path:
+    """Store the ablation sections computed for ``key`` (what they depend on) under ``db``."""
+    return write_json(Path(db) / ABLATION_UNIT, {"key": key, **result})
+
+
+def load_ablation_unit(db: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored ablation sections when they were computed for ``key``; None when absent or stale."""
+    path = Path(db) / ABLATION_UNIT
+    if not path.exists():
+        return None
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    if stored.get("key") != json.loads(json.dumps(key)):
+        return None
+    return {"ablation": stored.get("ablation"), "feature_ablation": stored.get("feature_ablation")}
 
 
 def ablation_windows(windows: TokenWindows, n_tokens: int) -> TokenWindows | None:

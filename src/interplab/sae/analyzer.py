@@ -29,7 +29,7 @@ from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.overwrite import remove_previous_outputs
 from interplab.common.progress import track
 from interplab.sae import plots
-from interplab.sae.ablation import ablation_on_subset, ablation_windows
+from interplab.sae.ablation import ablation_on_subset, ablation_windows, most_frequent_features
 from interplab.sae.activation_db import ActivationDatabase, ActivationDBWriter, Shard, read_manifest
 from interplab.sae.collect import CollectionResult, collect
 from interplab.sae.configs import AnalysisConfig
@@ -271,9 +271,7 @@ class SAEAnalyzer:
         assert self.windows is not None
         n_tokens = self.cfg.ablation_tokens if n_tokens is None else int(n_tokens)
         n_features = self.cfg.ablation_features if n_features is None else int(n_features)
-        freq = col.feature_stats.count
-        order = np.lexsort((np.arange(freq.size), -freq))
-        feats = [int(f) for f in order[:n_features] if freq[f] > 0]
+        feats = most_frequent_features(col.feature_stats.count, n_features)
         if self.sae.cfg.hook_name_out:  # a transcoder: its prediction is spliced at the output hook
             from interplab.sae.transcoder import analysis_sections
 

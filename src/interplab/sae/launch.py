@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from interplab.common.errors import InterplabError, one_of, require
+from interplab.sae.configs import ABLATION_FEATURES, ABLATION_TOKENS
 from interplab.sae.cooccurrence import DENSE_LIMIT as CO_DENSE_LIMIT
 from interplab.sae.shards import assigned, check_compatible, parse_shard_arg
 from interplab.sae.stats import EXAMPLES_PER_QUANTILE
@@ -51,6 +52,11 @@ class CollectConfig:
     shard_tokens: int = _opt(32_768, "Tokens per shard (part of the shard plan).")
     examples_per_quantile: int = _opt(EXAMPLES_PER_QUANTILE, "Examples sampled per activation quantile.")
     cooccurrence_dense_limit: int = _opt(CO_DENSE_LIMIT, "Above this d_sae co-occurrence counts are sparse.")
+    ablation_tokens: int = _opt(
+        ABLATION_TOKENS,
+        "Tokens given full forward passes (the ablation unit, computed once all shards are in).",
+    )
+    ablation_features: int = _opt(ABLATION_FEATURES, "Most frequent features ablated (the ablation unit).")
     device: str = _opt("cpu", "cpu, cuda or cuda:N (under torchrun cuda means cuda:LOCAL_RANK).")
     model_dtype: str = _opt("float32", "Model weights dtype: float32, bfloat16, float16.")
     sae_dtype: str = _opt("float32", "SAE weights / encode dtype: float32, bfloat16, float16.")
@@ -130,6 +136,8 @@ def build_analyzer(cfg: CollectConfig, device: str = "cpu") -> Any:
         shard_tokens=cfg.shard_tokens,
         cooccurrence_dense_limit=cfg.cooccurrence_dense_limit,
         examples_per_quantile=cfg.examples_per_quantile,
+        ablation_tokens=cfg.ablation_tokens,
+        ablation_features=cfg.ablation_features,
         dtype=cfg.sae_dtype,
     )
     an.load_data()
@@ -171,7 +179,7 @@ def run_collect(cfg: CollectConfig) -> CollectResult:
 def _run_local(cfg: CollectConfig, shard: tuple[int, int] | None) -> CollectResult:
     import time
 
-    from interplab.sae.merge import merge_collection, worker_context
+    from interplab.sae.merge import ensure_ablation_unit, merge_into, worker_context
     from interplab.sae.shard_worker import collect_shards
 
     t0 = time.perf_counter()
@@ -180,11 +188,27 @@ def _run_local(cfg: CollectConfig, shard: tuple[int, int] | None) -> CollectResu
     i, n = shard if shard is not None else (0, 1)
     res = collect_shards(worker_context(an, setup, cfg.device), assigned(setup.specs, i, n))
     setup.write_manifest()
+    ensure_ablation_unit(an, setup)  # by whichever worker finds every shard complete
     missing = setup.missing()
     analysis = None
     if shard is None and cfg.merge and not missing:
-        an.collection = merge_collection(an, setup)
+        merge_into(an, setup)
         analysis = an.run()
+    return _result(cfg, setup, res, missing, t0, i, n, analysis)
+
+
+def _result(
+    cfg: CollectConfig,
+    setup: Any,
+    res: Any,
+    missing: list[int],
+    t0: float,
+    rank: int,
+    world: int,
+    analysis: Any,
+) -> CollectResult:
+    import time
+
     return CollectResult(
         out=Path(cfg.out),
         n_shards=len(setup.specs),
@@ -192,8 +216,8 @@ def _run_local(cfg: CollectConfig, shard: tuple[int, int] | None) -> CollectResu
         skipped=res.skipped,
         missing=missing,
         seconds=time.perf_counter() - t0,
-        rank=i,
-        world_size=n,
+        rank=rank,
+        world_size=world,
         analysis=analysis,
     )
 
@@ -205,7 +229,7 @@ def _run_torch(cfg: CollectConfig) -> CollectResult:
     import torch
     import torch.distributed as dist
 
-    from interplab.sae.merge import merge_collection, worker_context
+    from interplab.sae.merge import ensure_ablation_unit, merge_into, worker_context
     from interplab.sae.shard_worker import collect_shards
 
     t0 = time.perf_counter()
@@ -232,20 +256,11 @@ def _run_torch(cfg: CollectConfig) -> CollectResult:
         analysis = None
         if rank == 0:
             setup.write_manifest()
+            ensure_ablation_unit(an, setup)
             if cfg.merge and not missing:
-                an.collection = merge_collection(an, setup)
+                merge_into(an, setup)
                 analysis = an.run()
         dist.barrier()
     finally:
         dist.destroy_process_group()
-    return CollectResult(
-        out=Path(cfg.out),
-        n_shards=len(setup.specs),
-        collected=res.collected,
-        skipped=res.skipped,
-        missing=missing,
-        seconds=time.perf_counter() - t0,
-        rank=rank,
-        world_size=world,
-        analysis=analysis,
-    )
+    return _result(cfg, setup, res, missing, t0, rank, world, analysis)

@@ -15,8 +15,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from interplab.common.errors import InterplabError, one_of, require
 from interplab.common.progress import track
+from interplab.sae.ablation import (
+    ABLATION_UNIT,
+    ablation_on_subset,
+    load_ablation_unit,
+    most_frequent_features,
+    save_ablation_unit,
+)
 from interplab.sae.activation_db import MANIFEST, read_manifest
 from interplab.sae.collect import CollectionResult
 from interplab.sae.layout import DATABASE
@@ -137,7 +146,11 @@ def fill_command(db: Path, config: dict[str, Any]) -> str:
     args += ["--context-size", str(config["context_size"]), "--shard-tokens", str(config["shard_tokens"])]
     if config.get("max_tokens") is not None:
         args += ["--max-tokens", str(config["max_tokens"])]
-    args += ["--top-k", str(config["top_k"]), "--dtype", str(config["dtype"])]
+    args += ["--top-k", str(config["top_k"]), "--sae-dtype", str(config["dtype"])]
+    args += ["--ablation-tokens", str(config["ablation_tokens"])]
+    args += ["--ablation-features", str(config["ablation_features"])]
+    if config.get("model_dtype", "float32") != "float32":
+        args += ["--model-dtype", str(config["model_dtype"])]
     return shlex.join(args)
 
 
@@ -149,21 +162,21 @@ def check_records(setup: ShardedSetup) -> list[ShardSpec]:
         if rec is None:
             continue
         differs = differing_fields(rec.get("fingerprint") or {}, setup.fingerprint)
-        if differs:
-            raise InterplabError(
-                f"{setup.db}: shard {spec.index} was collected with a different configuration "
-                f"(differs in: {', '.join(differs)}); delete {DATABASE}/shards/{spec.name}.json to recollect it"
-            )
+        _refuse_record(setup, spec, differs, "a different configuration")
         differs = [f"plan.{k}" for k in differing_fields(rec.get("plan") or {}, setup.plan["params"])]
         if (rec["token_start"], rec["token_end"]) != (spec.token_start, spec.token_end):
             differs.append("token range")
-        if differs:
-            raise InterplabError(
-                f"{setup.db}: shard {spec.index} was collected with another shard plan "
-                f"(differs in: {', '.join(differs)}); delete {DATABASE}/shards/{spec.name}.json to recollect it"
-            )
+        _refuse_record(setup, spec, differs, "another shard plan")
         complete.append(spec)
     return complete
+
+
+def _refuse_record(setup: ShardedSetup, spec: ShardSpec, differs: list[str], what: str) -> None:
+    if differs:
+        raise InterplabError(
+            f"{setup.db}: shard {spec.index} was collected with {what} "
+            f"(differs in: {', '.join(differs)}); delete {DATABASE}/shards/{spec.name}.json to recollect it"
+        )
 
 
 def merge_collection(an: SAEAnalyzer, setup: ShardedSetup, allow_partial: bool = False) -> CollectionResult:
@@ -205,6 +218,74 @@ def merge_collection(an: SAEAnalyzer, setup: ShardedSetup, allow_partial: bool =
     )
 
 
+def merged_feature_counts(setup: ShardedSetup, specs: list[ShardSpec]) -> np.ndarray:
+    """Per-feature firing counts over ``specs``: the sum of their partials' ``fstats.count``."""
+    total = np.zeros(setup.d_sae, dtype=np.int64)
+    for spec in specs:
+        path = setup.db / f"partials/{spec.name}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                total += z["fstats.count"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise InterplabError(
+                f"{path}: unreadable partial statistics ({exc}); delete the shard's record to recollect it"
+            ) from exc
+    return total
+
+
+def ablation_key(an: SAEAnalyzer, setup: ShardedSetup, count: np.ndarray) -> dict[str, Any]:
+    """What the ablation sections depend on: the database, the subset, the features, the convention."""
+    return {
+        "fingerprint": setup.fingerprint,
+        "plan": setup.plan["params"],
+        "ablation_tokens": int(an.cfg.ablation_tokens),
+        "features": most_frequent_features(count, an.cfg.ablation_features),
+        "eval_convention": an.cfg.eval_convention,
+    }
+
+
+def ensure_ablation_unit(an: SAEAnalyzer, setup: ShardedSetup) -> bool:
+    """Compute and store the ablation unit once every shard is complete (any worker may; computing it
+    again writes the same content). False when shards are missing or the SAE is a transcoder (whose
+    sections the merge computes)."""
+    if an.sae.cfg.hook_name_out or setup.missing():
+        return False
+    count = merged_feature_counts(setup, setup.specs)
+    key = ablation_key(an, setup, count)
+    if load_ablation_unit(setup.db, key) is not None:
+        return True
+    assert an.windows is not None
+    t0 = time.perf_counter()
+    result = ablation_on_subset(
+        an.loaded,
+        an.hp,
+        an.sae,
+        an.windows,
+        an.cfg.batch_size,
+        an.cfg.ablation_tokens,
+        key["features"],
+        convention=an.cfg.eval_convention,
+    )
+    save_ablation_unit(setup.db, key, result)
+    log.info("ablation unit computed in %.2fs", time.perf_counter() - t0)
+    return True
+
+
+def stored_ablation(an: SAEAnalyzer, setup: ShardedSetup, col: CollectionResult) -> dict[str, Any] | None:
+    """The stored ablation sections matching this merge (its features come from the merged counts)."""
+    if an.sae.cfg.hook_name_out:
+        return None
+    return load_ablation_unit(setup.db, ablation_key(an, setup, col.feature_stats.count))
+
+
+def merge_into(an: SAEAnalyzer, setup: ShardedSetup, allow_partial: bool = False) -> CollectionResult:
+    """Merge the shards into ``an.collection`` and take the stored ablation unit when it matches
+    (``an._ablation`` stays None otherwise: the analysis computes the sections itself)."""
+    an.collection = merge_collection(an, setup, allow_partial=allow_partial)
+    an._ablation = stored_ablation(an, setup, an.collection)
+    return an.collection
+
+
 def _id_list(ids: list[int], limit: int = 20) -> str:
     text = ", ".join(str(i) for i in ids[:limit])
     return text + (f", … ({len(ids)} in all)" if len(ids) > limit else "")
@@ -225,7 +306,7 @@ def collect_or_merge_sharded(an: SAEAnalyzer) -> CollectionResult | None:
         collect_shards(
             worker_context(an, setup), [setup.specs[i] for i in missing], "collecting missing shards"
         )
-    return merge_collection(an, setup)
+    return merge_into(an, setup)
 
 
 ANALYSIS_ONLY = (
@@ -281,5 +362,16 @@ def run_merge(analysis_dir: str | Path, allow_partial: bool = False, **options: 
         not differs,
         f"{setup.db}: the model, SAE or corpus changed since collection (differs in: {', '.join(differs)})",
     )
-    an.collection = merge_collection(an, setup, allow_partial=allow_partial)
+    merge_into(an, setup, allow_partial=allow_partial)
+    collected = manifest["collect"]
+    ablation_changed = any(
+        k in options and options[k] != collected.get(k) for k in ("ablation_tokens", "ablation_features")
+    )
+    if an._ablation is None and not (allow_partial or ablation_changed or an.sae.cfg.hook_name_out):
+        raise InterplabError(
+            f"{setup.db}: the ablation unit ({ABLATION_UNIT}) is missing or was computed for other "
+            f"shards or options; compute it with: {fill_command(setup.db, setup.config)}"
+        )
+    if an._ablation is None:
+        log.info("computing the ablation sections in the merge (full forward passes)")
     return an.run()

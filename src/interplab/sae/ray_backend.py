@@ -86,7 +86,7 @@ class ShardActor:
 def run_collect_ray(cfg: Any) -> Any:
     """Collect the missing shards with a Ray Data actor pool, then merge on the driver."""
     from interplab.sae.launch import CollectResult, build_analyzer, prepare
-    from interplab.sae.merge import merge_collection
+    from interplab.sae.merge import ensure_ablation_unit, merge_into
 
     t0 = time.perf_counter()
     ray = connect(cfg.ray_address, num_cpus=None)
@@ -109,10 +109,11 @@ def run_collect_ray(cfg: Any) -> Any:
         ).take_all()
         log.info("ray: %d shards collected", len(done))
     setup.write_manifest()
+    ensure_ablation_unit(an, setup)
     missing = setup.missing()
     analysis = None
     if cfg.merge and not missing:
-        an.collection = merge_collection(an, setup)
+        merge_into(an, setup)
         analysis = an.run()
     return CollectResult(
         out=Path(cfg.out),

@@ -8,11 +8,17 @@ import dataclasses
 import typer
 
 from interplab.common.options import cli_meta, command, negated
-from interplab.sae.compare import CompareConfig
-from interplab.sae.configs import AnalysisConfig, BrowseConfig, QuickConfig, SaeDemoConfig, TrainConfig
-from interplab.sae.explain.run import ExplainConfig
+from interplab.sae.configs import (
+    AnalysisConfig,
+    BrowseConfig,
+    CompareConfig,
+    ExplainConfig,
+    MergeConfig,
+    QuickConfig,
+    SaeDemoConfig,
+    TrainConfig,
+)
 from interplab.sae.launch import CollectConfig
-from interplab.sae.merge import MergeConfig
 
 app = typer.Typer(
     help="Sparse autoencoders: quick checks, full corpus analysis, training, browsing.", no_args_is_help=True

@@ -28,75 +28,16 @@ import scipy.sparse as sp
 import torch
 
 from interplab.common.atomic import write_json, write_parquet, write_text
-from interplab.common.errors import one_of, require
+from interplab.common.errors import require
 from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.sae import matching
 from interplab.sae.activation_db import Shard, iter_shard_tables, read_manifest
+from interplab.sae.configs import CompareConfig
 
 log = logging.getLogger(__name__)
 
-MATCH_ON = ("auto", "decoder", "activation", "both")
 THRESHOLDS = (0.5, 0.7, 0.9)
 STABILITY_PREFIX = "feature_stability_"
-
-
-@dataclasses.dataclass
-class CompareConfig:
-    """Options of ``interplab sae compare``."""
-
-    a: str = ""
-    """Analysis folder A (the output of ``sae analyze``), or an SAE folder analysed first."""
-    b: str | None = None
-    """Analysis folder B, or an SAE folder analysed first; omit with --model-b."""
-    out: str = "sae-compare"
-    """Output folder."""
-    model_b: str | None = None
-    """Pruning bridge: a second model (folder or 'minilm') to run A's SAE through on A's corpus."""
-    model: str = "minilm"
-    """Model for SAE folders given as A or B (analysed before the comparison)."""
-    data: str = "docs"
-    """Corpus for SAE folders given as A or B."""
-    max_tokens: int | None = None
-    """Token budget for SAE folders analysed first, and for the pruning bridge (default: A's)."""
-    match_on: str = "auto"
-    """decoder | activation | both (mean of the two; the cosine alone for a silent feature) | auto
-    (both when the tokens are shared, else decoder)."""
-    assignment_limit: int = matching.ASSIGNMENT_LIMIT
-    """Largest width matched one-to-one (linear_sum_assignment); wider SAEs get best partners."""
-    block_rows: int = matching.BLOCK_ROWS
-    """Rows of A per block of the blocked search (memory: block_rows · d_B · 8 bytes)."""
-    split_threshold: float = 0.8
-    """Containment needed for a wide feature to count as a split child of a narrow one."""
-    stable_threshold: float = 0.7
-    """Stability at or above which the browser shows the 'stable' badge."""
-    allow_mismatch: bool = False
-    """Compare analyses of different models or hooks anyway (d_in must still agree)."""
-    write_back: bool = True
-    """Write results/feature_stability_<ts>.parquet into A and B for the browser's badges."""
-    label_a: str | None = None
-    """Name of A in reports and badges (default: the folder name)."""
-    label_b: str | None = None
-    """Name of B in reports and badges (default: the folder name)."""
-    batch_size: int = 8
-    """Windows per forward pass (pruning bridge and SAE folders analysed first)."""
-    url_a: str | None = None
-    """Where A is browsed (e.g. http://127.0.0.1:8765): B's stability badges link there."""
-    url_b: str | None = None
-    """Where B is browsed: A's stability badges link there."""
-
-    def validate(self) -> None:
-        require(bool(self.a), "compare needs folder A (an analysis folder)")
-        require(
-            (self.b is None) != (self.model_b is None),
-            "give either B (a second analysis) or --model-b (a second model), not both and not neither",
-        )
-        one_of(self.match_on, MATCH_ON, "--match-on")
-        require(self.assignment_limit >= 1, f"--assignment-limit must be ≥ 1, got {self.assignment_limit}")
-        require(self.block_rows >= 1, f"--block-rows must be ≥ 1, got {self.block_rows}")
-        require(
-            0 < self.split_threshold <= 1, f"--split-threshold must be in (0, 1], got {self.split_threshold}"
-        )
-        require(self.batch_size >= 1, f"--batch-size must be ≥ 1, got {self.batch_size}")
 
 
 @dataclasses.dataclass

@@ -7,6 +7,7 @@ when it runs)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from interplab.common.errors import one_of, require
 from interplab.common.options import comma_list, option
@@ -185,3 +186,161 @@ class BrowseConfig:
     )
     n_random: int = option(50, help="With --export: random extra features.")
     seed: int = option(0, help="With --export: seed of the random sample.")
+
+
+# ---- sae compare / explain / merge -------------------------------------------------------------------
+MATCH_ON = ("auto", "decoder", "activation", "both")
+ASSIGNMENT_LIMIT = 8192  # widest SAE matched one-to-one (linear_sum_assignment)
+BLOCK_ROWS = 1024  # rows of A per block of the blocked best-partner search
+EXPLAINERS = ("rules", "llm", "both")
+
+
+@dataclasses.dataclass
+class CompareConfig:
+    """Options of ``interplab sae compare``."""
+
+    a: str = ""
+    """Analysis folder A (the output of ``sae analyze``), or an SAE folder analysed first."""
+    b: str | None = None
+    """Analysis folder B, or an SAE folder analysed first; omit with --model-b."""
+    out: str = "sae-compare"
+    """Output folder."""
+    model_b: str | None = None
+    """Pruning bridge: a second model (folder or 'minilm') to run A's SAE through on A's corpus."""
+    model: str = "minilm"
+    """Model for SAE folders given as A or B (analysed before the comparison)."""
+    data: str = "docs"
+    """Corpus for SAE folders given as A or B."""
+    max_tokens: int | None = None
+    """Token budget for SAE folders analysed first, and for the pruning bridge (default: A's)."""
+    match_on: str = "auto"
+    """decoder | activation | both (mean of the two; the cosine alone for a silent feature) | auto
+    (both when the tokens are shared, else decoder)."""
+    assignment_limit: int = ASSIGNMENT_LIMIT
+    """Largest width matched one-to-one (linear_sum_assignment); wider SAEs get best partners."""
+    block_rows: int = BLOCK_ROWS
+    """Rows of A per block of the blocked search (memory: block_rows · d_B · 8 bytes)."""
+    split_threshold: float = 0.8
+    """Containment needed for a wide feature to count as a split child of a narrow one."""
+    stable_threshold: float = 0.7
+    """Stability at or above which the browser shows the 'stable' badge."""
+    allow_mismatch: bool = False
+    """Compare analyses of different models or hooks anyway (d_in must still agree)."""
+    write_back: bool = True
+    """Write results/feature_stability_<ts>.parquet into A and B for the browser's badges."""
+    label_a: str | None = None
+    """Name of A in reports and badges (default: the folder name)."""
+    label_b: str | None = None
+    """Name of B in reports and badges (default: the folder name)."""
+    batch_size: int = 8
+    """Windows per forward pass (pruning bridge and SAE folders analysed first)."""
+    url_a: str | None = None
+    """Where A is browsed (e.g. http://127.0.0.1:8765): B's stability badges link there."""
+    url_b: str | None = None
+    """Where B is browsed: A's stability badges link there."""
+
+    def validate(self) -> None:
+        require(bool(self.a), "compare needs folder A (an analysis folder)")
+        require(
+            (self.b is None) != (self.model_b is None),
+            "give either B (a second analysis) or --model-b (a second model), not both and not neither",
+        )
+        one_of(self.match_on, MATCH_ON, "--match-on")
+        require(self.assignment_limit >= 1, f"--assignment-limit must be ≥ 1, got {self.assignment_limit}")
+        require(self.block_rows >= 1, f"--block-rows must be ≥ 1, got {self.block_rows}")
+        require(
+            0 < self.split_threshold <= 1, f"--split-threshold must be in (0, 1], got {self.split_threshold}"
+        )
+        require(self.batch_size >= 1, f"--batch-size must be ≥ 1, got {self.batch_size}")
+
+
+@dataclasses.dataclass
+class ExplainConfig:
+    """Options of ``interplab sae explain``."""
+
+    analysis_dir: str = ""
+    """Analysis folder (the output of ``sae analyze``)."""
+    explainer: str = "rules"
+    """rules (built-in, no model) | llm (OpenAI-compatible endpoint) | both."""
+    explainer_url: str | None = None
+    """Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1."""
+    model_name: str | None = None
+    """Model name sent to the endpoint."""
+    api_key_env: str | None = None
+    """Environment variable holding the API key (none: no Authorization header)."""
+    concurrency: int = 4
+    """Requests in flight at once."""
+    max_retries: int = 4
+    """Retries of a request after 429/5xx, a timeout or a refused connection."""
+    timeout: float = 60.0
+    """Seconds per request."""
+    backoff: float = 1.0
+    """First retry delay in seconds (doubles each retry; Retry-After wins)."""
+    cache_dir: str | None = None
+    """Response cache (default DIR/explain_cache)."""
+    features: str | None = None
+    """Features to explain, e.g. 0-99,512 (default: all that fire)."""
+    top_k: int = 10
+    """Strongest activations used for training."""
+    n_train: int = 20
+    """Random activating tokens used for training."""
+    n_heldout: int = 20
+    """Random activating tokens held out for scoring."""
+    n_negatives: int = 2048
+    """Random corpus tokens in the negative pool (half training, half held out)."""
+    window_radius: int = 6
+    """Context tokens each side of an example."""
+    n_llm_examples: int = 10
+    """Marked windows shown to the LLM explainer (and per class to the LLM scorer)."""
+    embedding: bool = True
+    """Compute the MiniLM embedding score."""
+    embedding_windows: int = 10
+    """Activating and non-activating windows per feature for the embedding score."""
+    embedding_model: str = "minilm"
+    """Sentence-embedding model for the embedding score."""
+    chunk: int = 1024
+    """Features per database query."""
+    seed: int = 0
+    """Seed of every sample."""
+
+    def validate(self) -> None:
+        one_of(self.explainer, EXPLAINERS, "--explainer")
+        for name in ("concurrency", "top_k", "n_heldout", "n_negatives", "chunk", "n_llm_examples"):
+            require(
+                int(getattr(self, name)) >= 1,
+                f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
+            )
+        for name in ("n_train", "window_radius", "max_retries", "embedding_windows"):
+            require(
+                int(getattr(self, name)) >= 0,
+                f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(self, name)}",
+            )
+        require(self.timeout > 0, f"--timeout must be > 0, got {self.timeout}")
+        if self.explainer != "rules":
+            require(bool(self.explainer_url), f"--explainer {self.explainer} needs --explainer-url")
+            require(bool(self.model_name), f"--explainer {self.explainer} needs --model-name")
+            require(
+                str(self.explainer_url).startswith(("http://", "https://")),
+                f"--explainer-url: expected an http:// or https:// URL, got {self.explainer_url!r}",
+            )
+
+    def api_key(self) -> str | None:
+        if not self.api_key_env:
+            return None
+        key = os.environ.get(self.api_key_env)
+        require(
+            bool(key), f"--api-key-env: the environment variable {self.api_key_env} is not set (or empty)"
+        )
+        return key
+
+
+@dataclasses.dataclass
+class MergeConfig:
+    """Options of ``interplab sae merge`` (the CLI takes ``analysis_dir`` as its argument)."""
+
+    analysis_dir: str = dataclasses.field(
+        default="", metadata={"help": "Folder written by `sae collect` (holding activation_database/)."}
+    )
+    allow_partial: bool = dataclasses.field(
+        default=False, metadata={"help": "Merge the complete shards even if some are missing."}
+    )

@@ -29,9 +29,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from interplab.common.errors import require
-
-ASSIGNMENT_LIMIT = 8192
-BLOCK_ROWS = 1024
+from interplab.sae.configs import ASSIGNMENT_LIMIT, BLOCK_ROWS  # noqa: F401  (re-exported)
 
 
 def unit_rows(W: torch.Tensor | np.ndarray) -> torch.Tensor:

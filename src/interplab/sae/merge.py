@@ -51,18 +51,6 @@ log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class MergeConfig:
-    """Options of ``interplab sae merge`` (the CLI takes ``analysis_dir`` as its argument)."""
-
-    analysis_dir: str = dataclasses.field(
-        default="", metadata={"help": "Folder written by `sae collect` (holding activation_database/)."}
-    )
-    allow_partial: bool = dataclasses.field(
-        default=False, metadata={"help": "Merge the complete shards even if some are missing."}
-    )
-
-
-@dataclasses.dataclass
 class ShardedSetup:
     """The plan and identity of one sharded database, as an analyzer computes them."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,98 +31,18 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from interplab.common.atomic import write_json, write_jsonl
-from interplab.common.errors import InterplabError, one_of, require
+from interplab.common.errors import InterplabError, require
 from interplab.common.output import package_versions, timestamp
 from interplab.common.progress import track
 from interplab.sae.activation_db import ActivationDatabase, iter_shard_tables
+from interplab.sae.configs import ExplainConfig
 from interplab.sae.explain import openai_client as oc
 from interplab.sae.explain.rules import Rule, TokenTable, learn_rule
 from interplab.sae.explain.scoring import binary_scores, embedding_score
 
 log = logging.getLogger(__name__)
 
-EXPLAINERS = ("rules", "llm", "both")
 EXPLANATIONS_PREFIX = "explanations_"
-
-
-@dataclasses.dataclass
-class ExplainConfig:
-    """Options of ``interplab sae explain``."""
-
-    analysis_dir: str = ""
-    """Analysis folder (the output of ``sae analyze``)."""
-    explainer: str = "rules"
-    """rules (built-in, no model) | llm (OpenAI-compatible endpoint) | both."""
-    explainer_url: str | None = None
-    """Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1."""
-    model_name: str | None = None
-    """Model name sent to the endpoint."""
-    api_key_env: str | None = None
-    """Environment variable holding the API key (none: no Authorization header)."""
-    concurrency: int = 4
-    """Requests in flight at once."""
-    max_retries: int = 4
-    """Retries of a request after 429/5xx, a timeout or a refused connection."""
-    timeout: float = 60.0
-    """Seconds per request."""
-    backoff: float = 1.0
-    """First retry delay in seconds (doubles each retry; Retry-After wins)."""
-    cache_dir: str | None = None
-    """Response cache (default DIR/explain_cache)."""
-    features: str | None = None
-    """Features to explain, e.g. 0-99,512 (default: all that fire)."""
-    top_k: int = 10
-    """Strongest activations used for training."""
-    n_train: int = 20
-    """Random activating tokens used for training."""
-    n_heldout: int = 20
-    """Random activating tokens held out for scoring."""
-    n_negatives: int = 2048
-    """Random corpus tokens in the negative pool (half training, half held out)."""
-    window_radius: int = 6
-    """Context tokens each side of an example."""
-    n_llm_examples: int = 10
-    """Marked windows shown to the LLM explainer (and per class to the LLM scorer)."""
-    embedding: bool = True
-    """Compute the MiniLM embedding score."""
-    embedding_windows: int = 10
-    """Activating and non-activating windows per feature for the embedding score."""
-    embedding_model: str = "minilm"
-    """Sentence-embedding model for the embedding score."""
-    chunk: int = 1024
-    """Features per database query."""
-    seed: int = 0
-    """Seed of every sample."""
-
-    def validate(self) -> None:
-        one_of(self.explainer, EXPLAINERS, "--explainer")
-        for name in ("concurrency", "top_k", "n_heldout", "n_negatives", "chunk", "n_llm_examples"):
-            require(
-                int(getattr(self, name)) >= 1,
-                f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
-            )
-        for name in ("n_train", "window_radius", "max_retries", "embedding_windows"):
-            require(
-                int(getattr(self, name)) >= 0,
-                f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(self, name)}",
-            )
-        require(self.timeout > 0, f"--timeout must be > 0, got {self.timeout}")
-        if self.explainer != "rules":
-            require(bool(self.explainer_url), f"--explainer {self.explainer} needs --explainer-url")
-            require(bool(self.model_name), f"--explainer {self.explainer} needs --model-name")
-            require(
-                str(self.explainer_url).startswith(("http://", "https://")),
-                f"--explainer-url: expected an http:// or https:// URL, got {self.explainer_url!r}",
-            )
-
-    def api_key(self) -> str | None:
-        if not self.api_key_env:
-            return None
-        key = os.environ.get(self.api_key_env)
-        require(
-            bool(key), f"--api-key-env: the environment variable {self.api_key_env} is not set (or empty)"
-        )
-        return key
 
 
 @dataclasses.dataclass

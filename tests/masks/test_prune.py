@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -152,6 +154,20 @@ def test_save_model_round_trips(
         assert float((weight == 0).float().mean()) == pytest.approx(m.sparsity)
     manifest = json.loads((result.out_dir / "manifest.json").read_text())
     assert "model/config.json" in manifest["files"]
+
+
+def test_saved_model_files_follow_the_umask(
+    tiny_models: dict[str, Path], texts_file: Path, tmp_path: Path
+) -> None:
+    old = os.umask(0o022)
+    try:
+        result = prune_model(tiny_models["llama"], out=tmp_path, method="magnitude", data=texts_file,
+                             save_model=True, **SMALL)  # fmt: skip
+    finally:
+        os.umask(old)
+    files = [p for p in (result.out_dir / "model").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".safetensors" for p in files)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
 
 
 def test_minilm_on_builtin_docs(tmp_path: Path) -> None:

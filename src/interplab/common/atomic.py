@@ -38,6 +38,15 @@ def umask_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~current_umask()
 
 
+def umask_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Give every file below ``folder`` the mode the umask gives and return them, sorted: for
+    folders written by third-party savers (``save_pretrained`` writes its safetensors 0600)."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+    for path in files:
+        path.chmod(umask_mode())
+    return files
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from interplab.common.atomic import save_tensor, staged_folder, write_json
+from interplab.common.atomic import save_tensor, staged_folder, umask_files, write_json
 from interplab.common.errors import InterplabError, one_of
 from interplab.common.markdown_html import write_markdown_report
 from interplab.common.models import LoadedModel, find_blocks, load_model
@@ -220,9 +220,8 @@ def prune_model(
                 model_dir = od.path / "model"
                 loaded.model.save_pretrained(model_dir)
                 loaded.tokenizer.save_pretrained(model_dir)
-                for path in sorted(model_dir.rglob("*")):
-                    if path.is_file():
-                        od.record(path)
+                for path in umask_files(model_dir):
+                    od.record(path)
         report = build_report(
             loaded,
             block_path,

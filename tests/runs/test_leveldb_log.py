@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from interplab.common.errors import InterplabError
+from interplab.runs import history_fast
 from interplab.runs import wire_kernels as wk
 from interplab.runs.history_fast import _SEEDS
 from interplab.runs.leveldb_log import (
@@ -121,6 +122,31 @@ def test_corruption_skips_the_damaged_record_only_and_both_readers_agree() -> No
         lost = [p for p in payloads if p not in got]
         assert scan.damaged_chunks >= 1
         assert sum(len(p) for p in lost) <= 3 * BLOCK_LEN + max(len(p) for p in payloads)
+
+
+@pytest.mark.parametrize("min_parallel", [0, 1 << 40])
+def test_framing_then_zlib_crc_check_equals_checked_framing(min_parallel: int) -> None:
+    # the fast decoder frames without checksums and checks them afterwards (zlib, two threads);
+    # any damage must give exactly what the per-chunk checked framing gives
+    payloads = _payloads(200, seed=7, big_every=25)
+    data = encode_log(payloads)
+    rng = np.random.default_rng(8)
+    cases = [data, data[: len(data) - 3000]]
+    for pos in rng.integers(7, len(data), 25).tolist():
+        bad = bytearray(data)
+        bad[pos] ^= 0x21
+        cases.append(bytes(bad))
+    n_damaged = 0
+    for case in cases:
+        buf = np.frombuffer(case, dtype=np.uint8)
+        want = wk.frame_log(buf, wk.CRC_TABLE, _SEEDS, True)
+        n_damaged += want[6] > 0
+        got = history_fast.frame(buf, min_parallel=min_parallel)
+        n_p, n_r = want[4], want[5]
+        assert got[4:] == want[4:]
+        for a, b, n in zip(got[:4], want[:4], (n_p, n_p, n_r, n_r), strict=True):
+            assert np.array_equal(a[:n], b[:n])
+    assert n_damaged >= 20  # most flips land in a chunk (a few in block trailers, which are unread)
 
 
 def test_in_place_join_of_split_records_matches_the_reference_reader(tmp_path) -> None:

@@ -212,3 +212,22 @@ def test_fast_decoder_matches_reference_on_grid_and_ragged_rows(tmp_path, regula
     it_rec, it_key = out[1], out[2]
     rows = np.searchsorted(np.unique(it_rec), it_rec)
     assert (_grid_width(it_key, rows) > 0) == regular
+
+
+def test_numpy_page_advice_is_off_while_decoding_and_restored_after() -> None:
+    from interplab.runs.offline import _numpy_page_advice, _OrdinaryPages
+
+    advise = _numpy_page_advice()
+    if advise is None:
+        pytest.skip("this numpy has no huge-page switch")
+    before = advise(True)
+    try:
+        pages = _OrdinaryPages()
+        with pages():
+            assert advise(False) is False  # off inside (and left off)
+            with pages():  # a second, overlapping decode
+                pass
+            assert advise(False) is False  # still off: the outer decode is running
+        assert advise(True) is True  # the setting from before is back
+    finally:
+        advise(before)

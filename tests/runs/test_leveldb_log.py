@@ -231,3 +231,18 @@ def test_numpy_page_advice_is_off_while_decoding_and_restored_after() -> None:
         assert advise(True) is True  # the setting from before is back
     finally:
         advise(before)
+
+
+def test_number_parsing_on_two_threads_equals_one_thread() -> None:
+    import pyarrow as pa
+
+    rng = np.random.default_rng(9)
+    texts = [repr(float(x)) for x in rng.normal(size=301)] + ["1e-310", "-0.0", "NaN", "Infinity", "12"]
+    data = "".join(texts).encode()
+    lengths = np.array([len(t) for t in texts], np.int64)
+    starts = np.cumsum(lengths) - lengths
+    buf = np.frombuffer(data, np.uint8)
+    one = history_fast._parse_numbers(buf, starts, lengths, pa.float64(), min_parallel=1 << 40)
+    two = history_fast._parse_numbers(buf, starts, lengths, pa.float64(), min_parallel=0)
+    assert np.array_equal(one, two, equal_nan=True)
+    assert np.array_equal(one[:301], np.array([float(t) for t in texts[:301]]))

@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from _timing import best_time
 from safetensors.torch import load_file, save_file
 
 from interplab.masks import checkpoint_formats as cf
@@ -88,15 +88,6 @@ def write_checkpoints(state: dict[str, torch.Tensor], root: Path) -> tuple[Path,
     return dense, sparse
 
 
-def best_of(repeats: int, fn) -> float:  # type: ignore[no-untyped-def]
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=1024)
@@ -121,10 +112,10 @@ def main() -> None:
             for tensor in load_file(str(dense / "model.safetensors")).values():
                 tensor.float()
 
-        t_dense = best_of(args.repeats, dense_load)
-        t_decode = best_of(args.repeats, decode)
-        t_extract = best_of(
-            args.repeats, lambda: extract_masks(ExtractConfig(model_dir=sparse, out=root / "out", label="m"))
+        t_dense = best_time(dense_load, args.repeats)
+        t_decode = best_time(decode, args.repeats)
+        t_extract = best_time(
+            lambda: extract_masks(ExtractConfig(model_dir=sparse, out=root / "out", label="m")), args.repeats
         )
     mb = dense_bytes / 1e6
     print(

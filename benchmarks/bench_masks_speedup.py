@@ -23,6 +23,7 @@ import warnings
 
 import numpy as np
 import torch
+from _timing import best_time
 
 from interplab.masks.permute import permutation_search
 from interplab.masks.roofline import MaskCounts, format_cost, measure_host
@@ -86,15 +87,6 @@ def misranked_pairs(estimated: dict[str, float], measured: dict[str, float]) -> 
     ]
 
 
-def timed(fn, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def part_validation() -> None:
     host = measure_host()
     print(
@@ -119,7 +111,7 @@ def part_validation() -> None:
         counts = MaskCounts.of(kept)
         for batch in (16, 256):
             x = torch.randn(w.shape[1], batch)
-            measured = {f: timed(lambda m=m, x=x: m @ x) for f, m in kernels.items()}
+            measured = {f: best_time(lambda m=m, x=x: m @ x) for f, m in kernels.items()}
             estimated = {f: format_cost(f, counts, batch, host).seconds for f in MEASURED}  # type: ignore[union-attr]
             wrong = misranked_pairs(estimated, measured)
             agree = not wrong

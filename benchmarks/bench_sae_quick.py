@@ -16,24 +16,15 @@ Run: ``.venv/bin/python benchmarks/bench_sae_quick.py [--tokens 8192] [--layer 3
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from _timing import best_time
 
 from interplab.common.models import load_model
 from interplab.sae.corpus import iter_batches, load_windows
 from interplab.sae.hooks import capture_activations, resolve_hook, run_forward
 from interplab.sae.model import SAE, SAEConfig
 from interplab.sae.quick import run_pass
-
-
-def _timed(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main() -> None:
@@ -65,10 +56,10 @@ def main() -> None:
         for b in batches:
             capture_activations(lm, hp, b.input_ids, b.attention_mask, stop=True)
 
-    t_bare = _timed(bare, args.repeats)
-    t_cap = _timed(capture, args.repeats)
-    t_quick = _timed(lambda: run_pass(lm, hp, sae, windows, args.batch_size, ablation=False), args.repeats)
-    t_abl = _timed(lambda: run_pass(lm, hp, sae, windows, args.batch_size, ablation=True), args.repeats)
+    t_bare = best_time(bare, args.repeats)
+    t_cap = best_time(capture, args.repeats)
+    t_quick = best_time(lambda: run_pass(lm, hp, sae, windows, args.batch_size, ablation=False), args.repeats)
+    t_abl = best_time(lambda: run_pass(lm, hp, sae, windows, args.batch_size, ablation=True), args.repeats)
     n = windows.n_tokens
     print(f"minilm, {hp.name}, {n} tokens, batch {args.batch_size}, SAE d_sae={args.d_sae} k=32")
     print(f"{'step':45s} {'seconds':>8s} {'tokens/s':>10s} {'vs bare forward':>16s}")

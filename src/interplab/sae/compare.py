@@ -32,7 +32,7 @@ from interplab.common.errors import require
 from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.sae import matching
 from interplab.sae.activation_db import Shard, iter_shard_tables, read_manifest
-from interplab.sae.configs import CompareConfig
+from interplab.sae.configs import ASSIGNMENT_LIMIT, BLOCK_ROWS, CompareConfig
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +190,8 @@ def match_features(
     X: sp.csc_array | None,
     Y: sp.csc_array | None,
     match_on: str = "auto",
-    assignment_limit: int = matching.ASSIGNMENT_LIMIT,
-    block_rows: int = matching.BLOCK_ROWS,
+    assignment_limit: int = ASSIGNMENT_LIMIT,
+    block_rows: int = BLOCK_ROWS,
     split_threshold: float = 0.8,
 ) -> Matching:
     """Match features of A to B (see :mod:`interplab.sae.matching`); ``X``/``Y`` are the activation

@@ -29,7 +29,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from interplab.common.errors import require
-from interplab.sae.configs import ASSIGNMENT_LIMIT, BLOCK_ROWS  # noqa: F401  (re-exported)
+from interplab.sae.configs import BLOCK_ROWS
 
 
 def unit_rows(W: torch.Tensor | np.ndarray) -> torch.Tensor:

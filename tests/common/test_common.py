@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interplab.common.atomic import atomic_path, write_json
+from interplab.common.atomic import atomic_path, to_jsonable, write_json, write_jsonl
 from interplab.common.config import load_config
 from interplab.common.data import docs_corpus, load_texts
 from interplab.common.errors import InterplabError
@@ -33,6 +33,20 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path: Path) -> None:
 def test_write_json_handles_numpy_and_nan(tmp_path: Path) -> None:
     path = write_json(tmp_path / "x.json", {"a": np.float32(1.5), "b": np.arange(3), "c": math.nan})
     assert json.loads(path.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": None}
+
+
+def test_write_jsonl_lines_equal_the_converted_rows(tmp_path: Path) -> None:
+    """Plain rows are dumped directly; rows with numpy values or non-finite floats are converted
+    first: every line equals json.dumps of to_jsonable(row)."""
+    rows = [
+        {"a": 1, "b": [0.5, "x", None], "c": {"d": True}},
+        {"nan": math.nan, "inf": [math.inf], "np": np.float32(0.25), "arr": np.arange(3)},
+        {"i": np.int64(7), "nested": [{"v": -math.inf}], 3: "int key"},
+    ]
+    write_jsonl(tmp_path / "r.jsonl", rows)
+    lines = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines == [json.dumps(to_jsonable(r), ensure_ascii=False) for r in rows]
+    assert json.loads(lines[1]) == {"nan": None, "inf": [None], "np": 0.25, "arr": [0, 1, 2]}
 
 
 def test_output_dir_manifest_lists_files(tmp_path: Path) -> None:

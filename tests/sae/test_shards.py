@@ -13,7 +13,7 @@ import pytest
 from analyze_support import ANALYSIS_OPTIONS, CONTEXT, HOOK, LAYER, load_db
 
 from interplab.common.errors import InterplabError
-from interplab.sae.ablation import ABLATION_UNIT
+from interplab.sae.layout import ABLATION_UNIT
 from interplab.sae.launch import CollectConfig, run_collect
 from interplab.sae.merge import ANALYSIS_ONLY, run_merge
 from interplab.sae.shards import assigned, parse_shard_arg, plan_shards
@@ -149,11 +149,21 @@ def test_shards_then_merge_equal_one_process_analyze(sae_analysis, tmp_path, mon
     stored = json.loads(unit.read_text())
     for key in ("ablation", "feature_ablation"):
         _close(stored[key], sae_analysis.result.results[key], key)
-    # the merge takes the stored ablation unit: no forward pass (both entry points fail if called)
+    # the merge takes the stored units: no forward pass (both entry points fail if called), and it
+    # neither loads the model's weights nor tokenises the corpus (the plan is in the manifest)
     monkeypatch.setattr("interplab.sae.analyzer.ablation_on_subset", _no_forward)
     monkeypatch.setattr("interplab.sae.merge.ablation_on_subset", _no_forward)
+    monkeypatch.setattr("interplab.sae.analyzer.load_model", _no_forward)
+    monkeypatch.setattr("interplab.sae.analyzer.load_windows", _no_forward)
     merged = run_merge(out, **MERGE_OPTIONS)
     assert_same_analysis(merged, sae_analysis.result)
+    for key in ("data", "model"):
+        assert merged.results[key] == sae_analysis.result.results[key], key
+    one = _jsonl(sae_analysis.out / sae_analysis.result.files["feature_summaries"])
+    many = _jsonl(out / merged.files["feature_summaries"])
+    assert any(r["logit_effects"] for r in one)  # the tiny GPT-2 has an unembedding
+    for x, y in zip(one, many, strict=True):
+        _close(x["logit_effects"], y["logit_effects"], f"logit_effects of {x['feature']}")
     # a missing unit is named by the merge; a rerun of any worker computes only it
     unit.unlink()
     with pytest.raises(
@@ -417,3 +427,39 @@ def test_disk_full_in_a_worker_keeps_its_finished_shards(sae_analysis, tmp_path,
     monkeypatch.setattr(worker, "save_partial", real)
     again = run_collect(collect_cfg(sae_analysis, out, merge=False))
     assert again.skipped == [0] and again.collected == list(range(1, again.n_shards)) and again.missing == []
+
+
+@pytest.mark.slow
+def test_merge_checks_the_stored_plan_and_the_sae(sae_analysis, tmp_path) -> None:
+    """The merge takes the plan from the manifest (a table that does not hash to the plan's digest is
+    refused), falls back to recomputing it for manifests without one, and refuses an SAE whose
+    weights changed since collection, naming the field."""
+    import shutil
+
+    from analyze_support import write_sae
+
+    sae = write_sae(tmp_path / "sae")
+    out = tmp_path / "db"
+    run_collect(collect_cfg(sae_analysis, out, sae=str(sae), shard="0/1"))
+    manifest_path = out / "activation_database" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    n_tokens = manifest["n_tokens"]
+    assert manifest["plan"]["table"][-1][3] == n_tokens and manifest["corpus"]["n_tokens"] == n_tokens
+
+    tampered = json.loads(json.dumps(manifest))
+    tampered["plan"]["table"][0][1] += 1
+    manifest_path.write_text(json.dumps(tampered))
+    with pytest.raises(InterplabError, match=r"plan\.table does not match plan\.params\.digest"):
+        run_merge(out, **MERGE_OPTIONS)
+
+    older = {k: v for k, v in manifest.items() if k != "corpus"}  # as written before the table
+    older["plan"] = {k: v for k, v in manifest["plan"].items() if k != "table"}
+    manifest_path.write_text(json.dumps(older))
+    fallback = run_merge(out, **MERGE_OPTIONS)
+    assert fallback.results["sparsity"]["n_tokens"] == n_tokens
+    assert fallback.results["data"]["n_tokens"] == n_tokens
+
+    shutil.rmtree(sae)
+    write_sae(sae, seed=1)
+    with pytest.raises(InterplabError, match=r"changed since collection \(differs in: sae_W_dec_sha256"):
+        run_merge(out, **MERGE_OPTIONS)

@@ -119,8 +119,17 @@ def write_jsonl(path: str | os.PathLike[str], rows: Any) -> Path:
     """Write an iterable of dicts as JSON Lines atomically."""
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(to_jsonable(row), ensure_ascii=False) + "\n")
+            fh.write(_json_line(row) + "\n")
     return Path(path)
+
+
+def _json_line(row: Any) -> str:
+    """``row`` as one line of strict JSON: rows of plain Python values with finite floats are dumped
+    as they are (the common case, and the fast one); anything else goes through :func:`to_jsonable`."""
+    try:
+        return json.dumps(row, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(to_jsonable(row), ensure_ascii=False)
 
 
 def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:

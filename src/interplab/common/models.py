@@ -96,7 +96,7 @@ def load_model(
     ``causal=None`` takes the causal-LM head when the config declares one and falls back to the
     base model; ``True`` requires the head; ``False`` loads the base model.
     """
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -123,6 +123,20 @@ def load_model(
             want_causal = False
         else:
             raise InterplabError(f"{name_or_path}: cannot load model weights: {exc}") from exc
+    tokenizer = load_tokenizer(name_or_path)
+    model.to(device)
+    model.eval()
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, name=str(name_or_path), source=source, is_causal=want_causal
+    )
+
+
+def load_tokenizer(name_or_path: str | Path) -> Any:
+    """The tokenizer of a model, exactly as :func:`load_model` loads it, without the weights (a
+    merge or a report that only decodes token ids needs no model)."""
+    from transformers import AutoTokenizer
+
+    source, local = resolve_model(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         tokenizer = _honour_generic_tokenizer(tokenizer, source, local)
@@ -130,11 +144,7 @@ def load_model(
         raise InterplabError(f"{name_or_path}: cannot load tokenizer: {exc}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    model.to(device)
-    model.eval()
-    return LoadedModel(
-        model=model, tokenizer=tokenizer, name=str(name_or_path), source=source, is_causal=want_causal
-    )
+    return tokenizer
 
 
 GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")

@@ -16,6 +16,7 @@ from interplab.common.models import LoadedModel
 from interplab.common.progress import track
 from interplab.sae.collect import slice_windows
 from interplab.sae.corpus import Batch, TokenWindows, iter_batches
+from interplab.sae.layout import ABLATION_UNIT
 from interplab.sae.metrics import (
     DEFAULT_EVAL_CONVENTION,
     AblationStats,
@@ -27,7 +28,6 @@ from interplab.sae.metrics import (
 from interplab.sae.model import SAE
 
 ABLATION_GROUP = 8  # feature variants per forward pass
-ABLATION_UNIT = "units/ablation.json"  # the ablation unit of a sharded database, relative to it
 
 
 def most_frequent_features(count: np.ndarray, n_features: int) -> list[int]:

@@ -24,7 +24,7 @@ from interplab.common.atomic import atomic_path, save_npy, write_json, write_jso
 from interplab.common.errors import InterplabError, one_of, require
 from interplab.common.interrupt import resumable
 from interplab.common.markdown_html import html_beside
-from interplab.common.models import LoadedModel, load_model
+from interplab.common.models import LoadedModel, load_model, load_tokenizer
 from interplab.common.output import OutputDir, output_dir, timestamp
 from interplab.common.overwrite import remove_previous_outputs
 from interplab.common.progress import track
@@ -43,7 +43,7 @@ from interplab.sae.cooccurrence import METRICS as COOCCURRENCE_REGISTRY
 from interplab.sae.cooccurrence import row_topk as cooccurrence_row_topk
 from interplab.sae.corpus import TokenWindows, load_windows
 from interplab.sae.formats import load_history, load_sae
-from interplab.sae.hooks import resolve_sae_hook
+from interplab.sae.hooks import HookPoint, resolve_sae_hook
 from interplab.sae.layout import DATABASE, DB_MANIFEST, AnalysisPaths, cooccurrence_key
 from interplab.sae.model import SAE
 from interplab.sae.report import build_summary, write_readme
@@ -56,11 +56,11 @@ from interplab.sae.similarity import (
 )
 from interplab.sae.stats import HIST_EDGES
 from interplab.sae.summaries import (
+    LogitUnit,
     SummaryInputs,
     iter_feature_records,
-    logit_effects,
+    model_logit_unit,
     quantile_pass,
-    unembedding,
 )
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class SAEAnalyzer:
         batch_size: int = 8,
         loaded: LoadedModel | None = None,
         sae: SAE | None = None,
+        hook_point: HookPoint | None = None,
         **options: Any,
     ) -> None:
         self.cfg = AnalysisConfig(
@@ -119,8 +120,10 @@ class SAEAnalyzer:
         self.cfg.cooccurrence = ("phi", *(m for m in self.cfg.cooccurrence if m != "phi"))
         self.cfg.validate()
         self.sae = sae if sae is not None else load_sae(self.cfg.sae_path, dtype=self.cfg.dtype)
-        self.loaded = loaded if loaded is not None else load_model(self.cfg.model_name)
-        self.hp = resolve_sae_hook(self.loaded, self.sae, self.cfg.hook_name, self.cfg.layer)
+        self._loaded = loaded
+        self._tokenizer: Any = None
+        # a known hook point (e.g. a database's) spares loading the model until a step needs it
+        self.hp = hook_point or resolve_sae_hook(self.loaded, self.sae, self.cfg.hook_name, self.cfg.layer)
         if self.sae.cfg.hook_name_out and self.sae.cfg.out_width != self.sae.d_in:
             raise InterplabError(
                 f"sae analyze: transcoder with d_out={self.sae.cfg.out_width} ≠ d_in={self.sae.d_in} is not "
@@ -133,15 +136,47 @@ class SAEAnalyzer:
         self._similarity: np.ndarray | None = None
         self._ablation: dict[str, Any] | None = None
         self._transcoder: dict[str, Any] | None = None
+        self._logit_unit: LogitUnit | None = None
+        self.stored_corpus: dict[str, Any] | None = None  # the corpus summary of a database's manifest
         self.writer_factory: Any = ActivationDBWriter  # replaceable, e.g. to inject write errors in tests
 
-    # -- data -------------------------------------------------------------------------------------
+    # -- model and data ---------------------------------------------------------------------------
+    @property
+    def loaded(self) -> LoadedModel:
+        """The model, loaded on first use."""
+        if self._loaded is None:
+            self._loaded = load_model(self.cfg.model_name)
+        return self._loaded
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (without loading the weights when the model is not loaded yet)."""
+        if self._loaded is not None:
+            return self._loaded.tokenizer
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.cfg.model_name)
+        return self._tokenizer
+
+    def logit_unit(self) -> LogitUnit:
+        """The SAE's logit effects through the model's unembedding (stored, or computed once)."""
+        if self._logit_unit is None:
+            self._logit_unit = model_logit_unit(self.loaded, self.sae.W_dec)
+        return self._logit_unit
+
+    def use_logit_unit(self, unit: LogitUnit | None) -> None:
+        """Take stored logit effects instead of computing them (None: compute them when needed)."""
+        self._logit_unit = unit
+
+    def corpus_summary(self) -> dict[str, Any] | None:
+        """Counts of the tokenised corpus, for the report."""
+        return self.windows.summary() if self.windows is not None else self.stored_corpus
+
     def load_data(self, data_path: str | None = None) -> TokenWindows:
         """Tokenise the corpus into windows (errors name the data file)."""
         if data_path is not None:
             self.cfg.data_path = str(data_path)
         self.windows = load_windows(
-            self.loaded.tokenizer,
+            self.tokenizer,
             self.cfg.data_path,
             context_size=self.cfg.context_size,
             max_tokens=self.cfg.max_tokens,
@@ -155,14 +190,20 @@ class SAEAnalyzer:
         )
         return self.windows
 
+    def sae_identity(self) -> dict[str, str]:
+        """The SAE's weights by hash (part of :meth:`fingerprint`)."""
+        return {
+            "sae_W_enc_sha256": _sha256_tensor(self.sae.W_enc),
+            "sae_W_dec_sha256": _sha256_tensor(self.sae.W_dec),
+        }
+
     def fingerprint(self) -> dict[str, Any]:
         """What the activation database depends on; a resumed run must match it."""
         assert self.windows is not None
         return {
             "model": self.cfg.model_name,
             "sae": str(Path(self.cfg.sae_path).expanduser().resolve()),
-            "sae_W_enc_sha256": _sha256_tensor(self.sae.W_enc),
-            "sae_W_dec_sha256": _sha256_tensor(self.sae.W_dec),
+            **self.sae_identity(),
             "layer": self.hp.layer,
             "hook": self.hp.name,
             "data": self.cfg.data_path,
@@ -268,6 +309,8 @@ class SAEAnalyzer:
         the ``ablation`` section and per-feature effects of removing each of the ``n_features`` most
         frequent features from the SAE reconstruction."""
         col = self._need_collection()
+        if self.windows is None:
+            self.load_data()
         assert self.windows is not None
         n_tokens = self.cfg.ablation_tokens if n_tokens is None else int(n_tokens)
         n_features = self.cfg.ablation_features if n_features is None else int(n_features)
@@ -307,8 +350,6 @@ class SAEAnalyzer:
     # -- the whole pipeline ------------------------------------------------------------------------
     def run(self, arguments: dict[str, Any] | None = None) -> AnalysisResult:
         """Every step, writing the analysis folder (see docs/sae-analysis.md)."""
-        if self.windows is None:
-            self.load_data()
         ts = timestamp()
         args = arguments or dataclasses.asdict(self.cfg)
         if self.cfg.overwrite:  # the earlier run's README, SUMMARY, matrices… go; other files stay
@@ -425,7 +466,7 @@ def _results(an: SAEAnalyzer, col: CollectionResult, abl: dict[str, Any], dense:
         sections = {**sections, "reconstruction": an._transcoder["reconstruction"]}
     return {
         "config": {**dataclasses.asdict(cfg), "hook": an.hp.name, "layer": an.hp.layer},
-        "data": an.windows.summary() if an.windows else None,
+        "data": an.corpus_summary(),
         "sae": {
             "architecture": an.sae.cfg.architecture,
             "k": an.sae.cfg.k,
@@ -436,7 +477,7 @@ def _results(an: SAEAnalyzer, col: CollectionResult, abl: dict[str, Any], dense:
             "hook_name_out": an.sae.cfg.hook_name_out,
             "hook_source": "--hook" if cfg.hook_name else an.sae.cfg.extra.get("hook_source", "SAE config"),
         },
-        "model": {"name": cfg.model_name, "has_lm_head": an.loaded.is_causal},
+        "model": {"name": cfg.model_name, "has_lm_head": an.logit_unit().has_lm_head},
         **sections,
         "ablation": abl["ablation"],
         "feature_ablation": abl["feature_ablation"],
@@ -477,8 +518,7 @@ def _summaries_step(
 ) -> SummaryInputs:
     """``results/feature_summaries_<ts>.jsonl``, one line per feature (second pass for quantiles)."""
     shards = [Shard(**s) for s in read_manifest(col.db_path)["shards"]]
-    W_U = unembedding(an.loaded.model)
-    logits = logit_effects(an.sae.W_dec, W_U if W_U is not None and W_U.shape[1] == an.sae.d_in else None)
+    logits = an.logit_unit().effects
     inputs = SummaryInputs(
         stats=col.feature_stats,
         quantiles=col.quantiles
@@ -487,7 +527,7 @@ def _summaries_step(
         db_path=col.db_path,
         shards=shards,
         n_tokens=col.n_tokens,
-        tokenizer=an.loaded.tokenizer,
+        tokenizer=an.tokenizer,
         similar=similar,
         coactivating=coactive,
         cooccurrence_counts=counts,

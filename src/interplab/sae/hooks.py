@@ -104,6 +104,14 @@ def resolve_hook(model: Any, hook: str, layer: int | None = None) -> HookPoint:
     return HookPoint(layer=layer, kind=kind, name=f"blocks.{layer}.{kind}")
 
 
+def hook_point_named(name: str) -> HookPoint:
+    """The hook point of a full name already resolved on its model (e.g. stored in a database)."""
+    m = re.fullmatch(r"blocks\.(\d+)\.([\w.]+)", str(name))
+    if m is None:
+        raise InterplabError(f"hook {name!r}: expected a full name such as blocks.0.hook_resid_post")
+    return HookPoint(layer=int(m.group(1)), kind=m.group(2), name=str(name))
+
+
 def _submodule(block: nn.Module, names: tuple[str, ...], what: str, block_name: str) -> nn.Module:
     for name in names:
         sub = getattr(block, name, None)

@@ -179,7 +179,7 @@ def run_collect(cfg: CollectConfig) -> CollectResult:
 def _run_local(cfg: CollectConfig, shard: tuple[int, int] | None) -> CollectResult:
     import time
 
-    from interplab.sae.merge import ensure_ablation_unit, merge_into, worker_context
+    from interplab.sae.merge import ensure_units, merge_into, worker_context
     from interplab.sae.shard_worker import collect_shards
 
     t0 = time.perf_counter()
@@ -188,7 +188,7 @@ def _run_local(cfg: CollectConfig, shard: tuple[int, int] | None) -> CollectResu
     i, n = shard if shard is not None else (0, 1)
     res = collect_shards(worker_context(an, setup, cfg.device), assigned(setup.specs, i, n))
     setup.write_manifest()
-    ensure_ablation_unit(an, setup)  # by whichever worker finds every shard complete
+    ensure_units(an, setup)  # by whichever worker finds every shard complete
     missing = setup.missing()
     analysis = None
     if shard is None and cfg.merge and not missing:
@@ -229,7 +229,7 @@ def _run_torch(cfg: CollectConfig) -> CollectResult:
     import torch
     import torch.distributed as dist
 
-    from interplab.sae.merge import ensure_ablation_unit, merge_into, worker_context
+    from interplab.sae.merge import ensure_units, merge_into, worker_context
     from interplab.sae.shard_worker import collect_shards
 
     t0 = time.perf_counter()
@@ -256,7 +256,7 @@ def _run_torch(cfg: CollectConfig) -> CollectResult:
         analysis = None
         if rank == 0:
             setup.write_manifest()
-            ensure_ablation_unit(an, setup)
+            ensure_units(an, setup)
             if cfg.merge and not missing:
                 merge_into(an, setup)
                 analysis = an.run()

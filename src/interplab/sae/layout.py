@@ -27,6 +27,9 @@ DB_STATE = "state"
 DB_SUBFOLDERS = (DB_ACTIVATIONS, DB_TOKENS, DB_STATE)
 DB_RECORDS = "shards"  # ``sae collect``: one ``part-NNNNN.json`` per complete shard (written last)
 DB_PARTIALS = "partials"  # ``sae collect``: one ``part-NNNNN.npz`` of mergeable statistics per shard
+DB_UNITS = "units"  # ``sae collect``: results computed once per database, so the merge needs no model
+ABLATION_UNIT = f"{DB_UNITS}/ablation.json"  # the ablation sections (full forward passes)
+LOGITS_UNIT = f"{DB_UNITS}/logit_effects.npz"  # each feature's top promoted / suppressed tokens
 
 MATRICES = "matrices"
 NEIGHBOURS = "matrices/neighbours"

@@ -20,7 +20,6 @@ import numpy as np
 from interplab.common.errors import InterplabError, one_of, require
 from interplab.common.progress import track
 from interplab.sae.ablation import (
-    ABLATION_UNIT,
     ablation_on_subset,
     load_ablation_unit,
     most_frequent_features,
@@ -28,7 +27,8 @@ from interplab.sae.ablation import (
 )
 from interplab.sae.activation_db import MANIFEST, read_manifest
 from interplab.sae.collect import CollectionResult
-from interplab.sae.layout import DATABASE
+from interplab.sae.hooks import hook_point_named
+from interplab.sae.layout import ABLATION_UNIT, DATABASE
 from interplab.sae.partials import PartialReducer, load_partial
 from interplab.sae.shards import (
     ShardSpec,
@@ -38,10 +38,12 @@ from interplab.sae.shards import (
     plan_record,
     plan_shards,
     read_record,
+    stored_plan,
     window_token_counts,
     write_sharded_manifest,
 )
 from interplab.sae.stats import QuantileExamples
+from interplab.sae.summaries import load_logit_unit, model_logit_unit, save_logit_unit
 
 if TYPE_CHECKING:
     from interplab.sae.analyzer import AnalysisResult, SAEAnalyzer
@@ -61,10 +63,18 @@ class ShardedSetup:
     config: dict[str, Any]
     d_sae: int
     n_windows: int
+    corpus: dict[str, Any] | None = None
 
     def write_manifest(self) -> dict[str, Any]:
         return write_sharded_manifest(
-            self.db, self.fingerprint, self.plan, self.specs, self.d_sae, self.n_windows, self.config
+            self.db,
+            self.fingerprint,
+            self.plan,
+            self.specs,
+            self.d_sae,
+            self.n_windows,
+            self.config,
+            corpus=self.corpus,
         )
 
     def missing(self) -> list[int]:
@@ -93,6 +103,26 @@ def sharded_setup(an: SAEAnalyzer) -> ShardedSetup:
         config=config,
         d_sae=an.sae.d_sae,
         n_windows=an.windows.n_windows,
+        corpus=an.windows.summary(),
+    )
+
+
+def stored_setup(an: SAEAnalyzer, manifest: dict[str, Any]) -> ShardedSetup | None:
+    """The setup as the collecting workers stored it in the manifest, so that a merge neither loads
+    the model nor tokenises the corpus; None for a database written before the plan was stored."""
+    specs = stored_plan(manifest)
+    if specs is None:
+        return None
+    plan = {k: v for k, v in manifest["plan"].items() if k not in ("n_shards", "missing", "table")}
+    return ShardedSetup(
+        db=an.out / DATABASE,
+        specs=specs,
+        fingerprint=manifest["fingerprint"],
+        plan=plan,
+        config=dict(manifest["collect"]),
+        d_sae=int(manifest["d_sae"]),
+        n_windows=int(manifest["n_windows"]),
+        corpus=manifest.get("corpus"),
     )
 
 
@@ -232,11 +262,15 @@ def ablation_key(an: SAEAnalyzer, setup: ShardedSetup, count: np.ndarray) -> dic
     }
 
 
-def ensure_ablation_unit(an: SAEAnalyzer, setup: ShardedSetup) -> bool:
-    """Compute and store the ablation unit once every shard is complete (any worker may; computing it
-    again writes the same content). False when shards are missing or the SAE is a transcoder (whose
-    sections the merge computes)."""
-    if an.sae.cfg.hook_name_out or setup.missing():
+def ensure_units(an: SAEAnalyzer, setup: ShardedSetup) -> bool:
+    """Compute and store the database's units once every shard is complete (any worker may;
+    computing them again writes the same content): the logit effects, and the ablation sections
+    unless the SAE is a transcoder (whose sections the merge computes). False while shards are missing."""
+    if setup.missing():
+        return False
+    if load_logit_unit(setup.db, setup.fingerprint) is None:
+        save_logit_unit(setup.db, setup.fingerprint, model_logit_unit(an.loaded, an.sae.W_dec))
+    if an.sae.cfg.hook_name_out:
         return False
     count = merged_feature_counts(setup, setup.specs)
     key = ablation_key(an, setup, count)
@@ -271,6 +305,8 @@ def merge_into(an: SAEAnalyzer, setup: ShardedSetup, allow_partial: bool = False
     (``an._ablation`` stays None otherwise: the analysis computes the sections itself)."""
     an.collection = merge_collection(an, setup, allow_partial=allow_partial)
     an._ablation = stored_ablation(an, setup, an.collection)
+    an.use_logit_unit(load_logit_unit(setup.db, setup.fingerprint))
+    an.stored_corpus = setup.corpus
     return an.collection
 
 
@@ -324,6 +360,7 @@ def analyzer_from_database(analysis_dir: str | Path, **options: Any) -> SAEAnaly
         one_of(key, ANALYSIS_ONLY, "merge option")
     cfg.update(options)
     cfg["cooccurrence"] = tuple(cfg.get("cooccurrence") or ("phi",))
+    hook = (manifest.get("fingerprint") or {}).get("hook")
     return SAEAnalyzer(
         cfg.pop("model_name"),
         cfg.pop("sae_path"),
@@ -331,6 +368,7 @@ def analyzer_from_database(analysis_dir: str | Path, **options: Any) -> SAEAnaly
         cfg.pop("hook_name"),
         out,
         cfg.pop("batch_size"),
+        hook_point=hook_point_named(hook) if hook else None,
         **cfg,
     )
 
@@ -339,17 +377,19 @@ def run_merge(analysis_dir: str | Path, allow_partial: bool = False, **options: 
     """``interplab sae merge``: check the shards, reduce their partials and write the analysis folder
     exactly as ``sae analyze`` does (``options``: see :func:`analyzer_from_database`)."""
     an = analyzer_from_database(analysis_dir, **options)
-    setup = sharded_setup(an)
-    manifest = read_manifest(setup.db)
-    model_dtype = manifest["collect"].get("model_dtype", "float32")
-    if model_dtype != "float32":
-        setup.fingerprint["model_dtype"] = model_dtype
-        setup.config["model_dtype"] = model_dtype
-    differs = differing_fields(manifest.get("fingerprint") or {}, setup.fingerprint)
-    require(
-        not differs,
-        f"{setup.db}: the model, SAE or corpus changed since collection (differs in: {', '.join(differs)})",
-    )
+    manifest = read_manifest(an.out / DATABASE)
+    setup = stored_setup(an, manifest)
+    if setup is None:  # written before the manifest stored the plan: recompute it from the corpus
+        setup = sharded_setup(an)
+        model_dtype = manifest["collect"].get("model_dtype", "float32")
+        if model_dtype != "float32":
+            setup.fingerprint["model_dtype"] = model_dtype
+            setup.config["model_dtype"] = model_dtype
+    stored = manifest.get("fingerprint") or {}
+    if setup.fingerprint is stored:  # the merge reads the SAE's decoder itself: the collected one?
+        _refuse_changed(setup.db, {k: stored.get(k) for k in an.sae_identity()}, an.sae_identity())
+    else:
+        _refuse_changed(setup.db, stored, setup.fingerprint)
     merge_into(an, setup, allow_partial=allow_partial)
     collected = manifest["collect"]
     ablation_changed = any(
@@ -362,4 +402,19 @@ def run_merge(analysis_dir: str | Path, allow_partial: bool = False, **options: 
         )
     if an._ablation is None:
         log.info("computing the ablation sections in the merge (full forward passes)")
+        if an.windows is None:  # the forward passes read the corpus: the collected one?
+            an.load_data()
+            _refuse_changed(setup.db, stored, {**an.fingerprint(), **_dtype_entry(stored)})
     return an.run()
+
+
+def _dtype_entry(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    return {"model_dtype": fingerprint["model_dtype"]} if "model_dtype" in fingerprint else {}
+
+
+def _refuse_changed(db: Path, stored: dict[str, Any], current: dict[str, Any]) -> None:
+    differs = differing_fields(stored, current)
+    require(
+        not differs,
+        f"{db}: the model, SAE or corpus changed since collection (differs in: {', '.join(differs)})",
+    )

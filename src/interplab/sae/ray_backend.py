@@ -86,7 +86,7 @@ class ShardActor:
 def run_collect_ray(cfg: Any) -> Any:
     """Collect the missing shards with a Ray Data actor pool, then merge on the driver."""
     from interplab.sae.launch import CollectResult, build_analyzer, prepare
-    from interplab.sae.merge import ensure_ablation_unit, merge_into
+    from interplab.sae.merge import ensure_units, merge_into
 
     t0 = time.perf_counter()
     ray = connect(cfg.ray_address, num_cpus=None)
@@ -109,7 +109,7 @@ def run_collect_ray(cfg: Any) -> Any:
         ).take_all()
         log.info("ray: %d shards collected", len(done))
     setup.write_manifest()
-    ensure_ablation_unit(an, setup)
+    ensure_units(an, setup)
     missing = setup.missing()
     analysis = None
     if cfg.merge and not missing:

@@ -122,6 +122,25 @@ def assigned(specs: Sequence[ShardSpec], worker: int, n_workers: int) -> list[Sh
     return [s for s in specs if s.index % n_workers == worker]
 
 
+def plan_table(specs: Sequence[ShardSpec]) -> list[list[int]]:
+    """``[window_start, window_end, token_start, token_end]`` of every shard, in index order."""
+    return [[s.window_start, s.window_end, s.token_start, s.token_end] for s in specs]
+
+
+def stored_plan(manifest: dict[str, Any]) -> list[ShardSpec] | None:
+    """The shard plan stored in a manifest (None for databases written before it was stored); a table
+    that does not hash to the plan's digest is refused."""
+    table = (manifest.get("plan") or {}).get("table")
+    if table is None:
+        return None
+    specs = [ShardSpec(i, *map(int, row)) for i, row in enumerate(table)]
+    require(
+        plan_digest(specs) == manifest["plan"]["params"]["digest"],
+        "activation database manifest: plan.table does not match plan.params.digest (edited by hand?)",
+    )
+    return specs
+
+
 # -- records and manifest --------------------------------------------------------------------------
 def record_path(db: Path, index: int) -> Path:
     return Path(db) / RECORDS / f"{shard_name(index)}.json"
@@ -186,8 +205,10 @@ def write_sharded_manifest(
     d_sae: int,
     n_windows: int,
     config: dict[str, Any],
+    corpus: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Rebuild ``manifest.json`` from the shard records on disk and return it."""
+    """Rebuild ``manifest.json`` from the shard records on disk and return it. The plan's table of
+    every shard and the corpus summary let a merge run without tokenising the corpus."""
     db = Path(db)
     done, missing = [], []
     for s in specs:
@@ -224,7 +245,8 @@ def write_sharded_manifest(
         "n_rows": int(sum(d["n_rows"] for d in done)),
         "schema": {"activations": schema_dict(ACTIVATIONS_SCHEMA), "tokens": schema_dict(TOKENS_SCHEMA)},
         "shards": done,
-        "plan": {**plan, "n_shards": len(specs), "missing": missing},
+        "plan": {**plan, "n_shards": len(specs), "missing": missing, "table": plan_table(specs)},
+        "corpus": corpus,
         "collect": config,
     }
     write_json(db / MANIFEST, manifest)

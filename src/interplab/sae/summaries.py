@@ -5,6 +5,7 @@ memory stays bounded for large SAEs)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from interplab.common.atomic import atomic_path
+from interplab.common.models import LoadedModel
 from interplab.sae.activation_db import Shard, iter_shard_tables
-from interplab.sae.layout import DENSE_THRESHOLD, FeatureSummary
+from interplab.sae.layout import DENSE_THRESHOLD, LOGITS_UNIT, FeatureSummary
 from interplab.sae.stats import EXAMPLES_PER_QUANTILE, HIST_EDGES, FeatureStats, QuantileExamples
 
 log = logging.getLogger(__name__)
@@ -89,6 +92,50 @@ def logit_effects(sae_W_dec: torch.Tensor, W_U: torch.Tensor | None, k: int = 10
         out[0][s : s + chunk], out[1][s : s + chunk] = pi.numpy(), pv.numpy()
         out[2][s : s + chunk], out[3][s : s + chunk] = si.numpy(), sv.numpy()
     return tuple(out)
+
+
+LOGIT_ARRAYS = ("promoted_idx", "promoted_val", "suppressed_idx", "suppressed_val")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogitUnit:
+    """The logit effects of a database's SAE (None: the model has no unembedding of the SAE's
+    width) and whether the model has a language-model head."""
+
+    effects: tuple[np.ndarray, ...] | None
+    has_lm_head: bool
+
+
+def _unit_key(key: dict[str, Any]) -> str:
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def save_logit_unit(db: Path, key: dict[str, Any], unit: LogitUnit) -> Path:
+    """Store ``unit``, computed for ``key`` (what it depends on), under ``db``."""
+    path = Path(db) / LOGITS_UNIT
+    arrays = dict(zip(LOGIT_ARRAYS, unit.effects, strict=True)) if unit.effects is not None else {}
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, key=np.array(_unit_key(key)), has_lm_head=np.array(unit.has_lm_head), **arrays)
+    return path
+
+
+def load_logit_unit(db: Path, key: dict[str, Any]) -> LogitUnit | None:
+    """The stored logit effects when they were computed for ``key``; None when absent or stale."""
+    path = Path(db) / LOGITS_UNIT
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        if str(z["key"]) != _unit_key(key):
+            return None
+        effects = tuple(z[name] for name in LOGIT_ARRAYS) if LOGIT_ARRAYS[0] in z.files else None
+        return LogitUnit(effects=effects, has_lm_head=bool(z["has_lm_head"]))
+
+
+def model_logit_unit(loaded: LoadedModel, sae_W_dec: torch.Tensor) -> LogitUnit:
+    """The logit effects of the SAE through ``loaded``'s unembedding (None without one of its width)."""
+    W_U = unembedding(loaded.model)
+    usable = W_U is not None and W_U.shape[1] == sae_W_dec.shape[1]
+    return LogitUnit(effects=logit_effects(sae_W_dec, W_U if usable else None), has_lm_head=loaded.is_causal)
 
 
 def unembedding(model: Any) -> torch.Tensor | None:
@@ -170,7 +217,10 @@ def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[Feat
         q_v = inp.quantiles.value[feats].reshape(feats.size, -1)
         per_q = inp.quantiles.per_quantile
         all_t = np.concatenate([top_t, q_t], axis=1)  # [c, k + nq]
-        ctx = contexts_for(inp.db_path, inp.shards, all_t, inp.context_radius, inp.n_tokens)
+        # a context is a function of its centre token: gather and decode each distinct one once
+        centres, row_of = np.unique(all_t, return_inverse=True)
+        row_of = row_of.reshape(all_t.shape)
+        ctx = contexts_for(inp.db_path, inp.shards, centres, inp.context_radius, inp.n_tokens)
         ids_for_decode = ctx.ids
         logit_ids = (
             np.concatenate([inp.logits[0][feats].ravel(), inp.logits[2][feats].ravel()])
@@ -179,16 +229,16 @@ def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[Feat
         )
         table = _decode_table(inp.tokenizer, np.concatenate([ids_for_decode.ravel(), logit_ids]))
         texts = inp.tokenizer.batch_decode([row[row >= 0].tolist() for row in ctx.ids])
-        width = all_t.shape[1]
         k = top_t.shape[1]
         for ci, f in enumerate(feats):
-            base = ci * width
             valid_top = np.flatnonzero(top_t[ci] >= 0)
             top_examples = _examples(
-                ctx, base + valid_top, top_v[ci][valid_top], top_t[ci][valid_top], table, texts
+                ctx, row_of[ci, valid_top], top_v[ci][valid_top], top_t[ci][valid_top], table, texts
             )
             valid_q = np.flatnonzero(q_t[ci] >= 0)
-            q_examples = _examples(ctx, base + k + valid_q, q_v[ci][valid_q], q_t[ci][valid_q], table, texts)
+            q_examples = _examples(
+                ctx, row_of[ci, k + valid_q], q_v[ci][valid_q], q_t[ci][valid_q], table, texts
+            )
             for col, ex in zip(valid_q, q_examples, strict=True):
                 j = int(col) // per_q
                 b = int(inp.quantiles.target_bin[f, j])

@@ -13,8 +13,8 @@ import pytest
 from analyze_support import ANALYSIS_OPTIONS, CONTEXT, HOOK, LAYER, load_db
 
 from interplab.common.errors import InterplabError
-from interplab.sae.layout import ABLATION_UNIT
 from interplab.sae.launch import CollectConfig, run_collect
+from interplab.sae.layout import ABLATION_UNIT
 from interplab.sae.merge import ANALYSIS_ONLY, run_merge
 from interplab.sae.shards import assigned, parse_shard_arg, plan_shards
 

@@ -171,34 +171,36 @@ def _decode_table(tokenizer: Any, ids: np.ndarray) -> dict[int, str]:
     return dict(zip(uniq, tokenizer.batch_decode([[i] for i in uniq]), strict=True))
 
 
-def _examples(
-    ctx: Contexts,
-    rows: np.ndarray,
-    values: np.ndarray,
-    tokens: np.ndarray,
-    table: dict[int, str],
-    texts: list[str],
-) -> list[dict[str, Any]]:
-    out = []
+def _shown_contexts(ctx: Contexts, table: dict[int, str], texts: list[str]) -> list[dict[str, Any]]:
+    """The example keys that depend only on the context (one dict per context row, shared by every
+    example centred on that token)."""
     r = ctx.radius
-    for j, row in enumerate(rows):
-        ids = ctx.ids[row]
-        keep = ids >= 0
-        kept = ids[keep]
-        out.append(
-            {
-                "activation": float(values[j]),
-                "token_idx": int(tokens[j]),
-                "token": table.get(int(ids[r]), ""),
-                "token_id": int(ids[r]),
-                "text_idx": int(ctx.text_idx[row]),
-                "position": int(ctx.position[row]),
-                "context": texts[row],
-                "context_tokens": [table.get(int(i), "") for i in kept],
-                "context_index": int(keep[:r].sum()),
-            }
+    ids = ctx.ids.tolist()
+    centre = ctx.ids[:, r].tolist()
+    before = (ctx.ids[:, :r] >= 0).sum(axis=1).tolist()
+    return [
+        {
+            "token": table.get(c, ""),
+            "token_id": c,
+            "text_idx": t,
+            "position": pos,
+            "context": text,
+            "context_tokens": [table.get(i, "") for i in row if i >= 0],
+            "context_index": b,
+        }
+        for row, c, t, pos, text, b in zip(
+            ids, centre, ctx.text_idx.tolist(), ctx.position.tolist(), texts, before, strict=True
         )
-    return out
+    ]
+
+
+def _examples(
+    shown: list[dict[str, Any]], rows: np.ndarray, values: np.ndarray, tokens: np.ndarray
+) -> list[dict[str, Any]]:
+    return [
+        {"activation": v, "token_idx": t, **shown[row]}
+        for row, v, t in zip(rows.tolist(), values.tolist(), tokens.tolist(), strict=True)
+    ]
 
 
 def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[FeatureSummary]:
@@ -229,16 +231,13 @@ def iter_feature_records(inp: SummaryInputs, chunk: int = 4096) -> Iterator[Feat
         )
         table = _decode_table(inp.tokenizer, np.concatenate([ids_for_decode.ravel(), logit_ids]))
         texts = inp.tokenizer.batch_decode([row[row >= 0].tolist() for row in ctx.ids])
+        shown = _shown_contexts(ctx, table, texts)
         k = top_t.shape[1]
         for ci, f in enumerate(feats):
             valid_top = np.flatnonzero(top_t[ci] >= 0)
-            top_examples = _examples(
-                ctx, row_of[ci, valid_top], top_v[ci][valid_top], top_t[ci][valid_top], table, texts
-            )
+            top_examples = _examples(shown, row_of[ci, valid_top], top_v[ci][valid_top], top_t[ci][valid_top])
             valid_q = np.flatnonzero(q_t[ci] >= 0)
-            q_examples = _examples(
-                ctx, row_of[ci, k + valid_q], q_v[ci][valid_q], q_t[ci][valid_q], table, texts
-            )
+            q_examples = _examples(shown, row_of[ci, k + valid_q], q_v[ci][valid_q], q_t[ci][valid_q])
             for col, ex in zip(valid_q, q_examples, strict=True):
                 j = int(col) // per_q
                 b = int(inp.quantiles.target_bin[f, j])

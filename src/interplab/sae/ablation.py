@@ -77,19 +77,19 @@ def _repeat_batch(batch: Batch, g: int) -> Batch:
 
 def _feature_removed_fn(sae: SAE, feats: list[int], b: int):
     """Replacement for ``g·b`` stacked copies of a batch: copy ``g`` gets the SAE reconstruction
-    with feature ``feats[g]``'s contribution ``f_i · W_dec[i]`` removed."""
+    with feature ``feats[g]``'s contribution ``f_i · W_dec[i]`` removed. The copies are identical, so
+    the SAE encodes and decodes one of them; each copy subtracts its rank-one term."""
     idx = torch.tensor(feats, dtype=torch.long)
 
     def fn(act: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            a = act.to(device=sae.device, dtype=sae.dtype)
-            _, state = sae.normalise_input(a)
-            f = sae.encode(a)
-            g = len(feats)
-            fv = f.view(g, b, *f.shape[1:])
-            fv[torch.arange(g), ..., idx] = 0.0
-            x_hat = sae.restore_scale(sae.decode(fv.view_as(f)), state)
-            return x_hat.to(device=act.device, dtype=act.dtype)
+            one = act[:b].to(device=sae.device, dtype=sae.dtype)
+            _, state = sae.normalise_input(one)
+            f = sae.encode(one)  # [b, T, d_sae]
+            x_hat = sae.decode(f)  # in the normalised space
+            contribution = f[..., idx].movedim(-1, 0)[..., None] * sae.W_dec[idx][:, None, None, :]
+            removed = sae.restore_scale(x_hat.unsqueeze(0) - contribution, state)  # [g, b, T, d_in]
+            return removed.reshape(act.shape).to(device=act.device, dtype=act.dtype)
 
     return fn
 

@@ -5,9 +5,12 @@ Inputs: a small random BERT (hidden 64, 2 layers) with minilm's tokenizer and a 
 windows of 128. Each measurement runs ``interplab sae collect`` in fresh subprocesses; a child's
 peak RSS comes from ``os.wait4`` (``ru_maxrss``).
 
-``--part merge``: collection of all shards by one worker (``--shard 0/1``; it also computes the
-ablation unit), then ``sae merge``; prints merge seconds / collection seconds (target ≤ 10 %), the
-partial-reduction time alone and the merge's step timings.
+``--part merge [--merge-model minilm|tiny] [--merge-tokens N …]``: at each corpus size, collection of
+all shards by one worker (``--shard 0/1``; it also computes the database's units: ablation sections
+and logit effects), then ``sae merge``; prints merge seconds / collection seconds (target ≤ 10 %), the
+partial-reduction time alone and the merge's step timings. The default model is the built-in minilm
+hooked at layer 3 with a random TopK SAE (``--merge-d-sae`` 4096, ``--k``): a real forward pass; the
+merge's cost does not grow with the corpus, so the ratio falls as the corpus grows.
 
 ``--part workers``: the same shards by 2 workers (``--shard 0/2`` and ``1/2`` at once, 1 thread each)
 vs 1 worker with 2 threads: the wall-time ratio (no target on a 2-core machine) and each worker's
@@ -70,35 +73,59 @@ def start(args: list[str], threads: int = 1) -> subprocess.Popen:
     return proc
 
 
-def collect_args(model: Path, sae: Path, out: Path, tokens: int, shard_tokens: int) -> list[str]:
+def collect_args(
+    model: Path, sae: Path, out: Path, tokens: int, shard_tokens: int, layer: int = 1
+) -> list[str]:
     return [
-        "sae", "collect", "--sae", str(sae), "--out", str(out), "--model", str(model), "--layer", "1",
+        "sae", "collect", "--sae", str(sae), "--out", str(out), "--model", str(model), "--layer", str(layer),
         "--hook", "hook_resid_post", "--data", "docs", "--batch-size", "16", "--max-tokens", str(tokens),
         "--shard-tokens", str(shard_tokens), "--no-merge",
     ]  # fmt: skip
 
 
-def part_merge(root: Path, model: Path, sae: Path, tokens: int, shard_tokens: int) -> None:
-    out = root / "merge"
-    secs, rss = wait(start([*collect_args(model, sae, out, tokens, shard_tokens), "--shard", "0/1"], 2))
-    m_secs, m_rss = wait(start(["sae", "merge", str(out)], 2))
-    reduce_s = reduce_only(out)
-    steps = json.loads((out / "manifest.json").read_text()).get("timings", {})
-    print(
-        f"merge: collection {secs:.1f}s incl. the ablation unit (peak {rss:.0f} MB), whole `sae merge` "
-        f"{m_secs:.1f}s (peak {m_rss:.0f} MB) = {100 * m_secs / secs:.1f} % of collection (target ≤ 10 %); "
-        f"partial reduction alone {reduce_s:.2f}s = {100 * reduce_s / secs:.1f} %; merge steps (s): "
-        + ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
-        + "; the rest of the merge is the process start, imports, model/SAE load and tokenising the corpus"
-    )
+def minilm_sae(root: Path, d_sae: int, k: int) -> Path:
+    """A random TopK SAE (unit-norm decoder rows, tied encoder) for minilm's layer 3 (width 384)."""
+    import torch
+
+    from interplab.sae.formats import save_sae
+    from interplab.sae.model import SAE, SAEConfig
+
+    torch.manual_seed(0)
+    W_dec = torch.randn(d_sae, 384)
+    W_dec /= W_dec.norm(dim=1, keepdim=True)
+    cfg = SAEConfig(d_in=384, d_sae=d_sae, architecture="topk", k=k, hook_name="blocks.3.hook_resid_post")
+    sae = SAE.from_weights(cfg, W_enc=W_dec.T.contiguous(), W_dec=W_dec, b_enc=torch.zeros(d_sae))
+    return save_sae(sae, root / f"minilm-sae-{d_sae}")
+
+
+def part_merge(root: Path, model: str, sae: Path, layer: int, sizes: list[int], shard_tokens: int) -> None:
+    """Collection of all shards by one worker, then ``sae merge``, at each corpus size."""
+    for tokens in sizes:
+        out = root / f"merge{tokens}"
+        args = collect_args(Path(model), sae, out, tokens, shard_tokens, layer)
+        secs, rss = wait(start([*args, "--shard", "0/1"], 2))
+        m_secs, m_rss = wait(start(["sae", "merge", str(out)], 2))
+        reduce_s = reduce_only(out)
+        steps = json.loads((out / "manifest.json").read_text()).get("timings", {})
+        print(
+            f"merge ({model}, {tokens} tokens): collection {secs:.1f}s incl. the units (peak {rss:.0f} MB), "
+            f"whole `sae merge` {m_secs:.1f}s (peak {m_rss:.0f} MB) = {100 * m_secs / secs:.1f} % of "
+            f"collection (target ≤ 10 %); partial reduction alone {reduce_s:.2f}s = "
+            f"{100 * reduce_s / secs:.1f} %; merge steps (s): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+            + "; the rest is the process start, imports and the SAE and tokenizer load"
+        )
 
 
 def reduce_only(out: Path) -> float:
     """Seconds to reduce the partials alone (in this process)."""
-    from interplab.sae.merge import analyzer_from_database, merge_collection, sharded_setup
+    from interplab.sae.activation_db import read_manifest
+    from interplab.sae.layout import DATABASE
+    from interplab.sae.merge import analyzer_from_database, merge_collection, stored_setup
 
     an = analyzer_from_database(out)
-    setup = sharded_setup(an)
+    setup = stored_setup(an, read_manifest(out / DATABASE))
+    assert setup is not None
     t0 = time.perf_counter()
     merge_collection(an, setup)
     return time.perf_counter() - t0
@@ -203,6 +230,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", nargs="+", default=["merge", "workers", "storage"])
     ap.add_argument("--tokens", type=int, default=100_000)
+    ap.add_argument("--merge-model", choices=["minilm", "tiny"], default="minilm")
+    ap.add_argument("--merge-tokens", type=int, nargs="+", default=[50_000, 200_000])
+    ap.add_argument("--merge-d-sae", type=int, default=4096)
     ap.add_argument("--shard-tokens", type=int, default=32_768)
     ap.add_argument("--d-sae", type=int, default=2048)
     ap.add_argument("--k", type=int, default=32)
@@ -217,7 +247,11 @@ def main() -> None:
         root = Path(tmp)
         model, sae = build_inputs(root, args.d_sae, args.k)
         if "merge" in args.part:
-            part_merge(root, model, sae, args.tokens, args.shard_tokens)
+            if args.merge_model == "minilm":
+                merge_inputs = ("minilm", minilm_sae(root, args.merge_d_sae, args.k), 3)
+            else:
+                merge_inputs = (str(model), sae, 1)
+            part_merge(root, *merge_inputs, args.merge_tokens, args.shard_tokens)
         if "workers" in args.part:
             part_workers(root, model, sae, args.tokens, args.shard_tokens)
         if "storage" in args.part:

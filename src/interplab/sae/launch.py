@@ -91,6 +91,13 @@ class CollectConfig:
         return shard
 
 
+#: the collection options that ``sae collect`` and ``sae analyze`` (``AnalysisConfig``) both name so
+SHARED_WITH_ANALYZE = (
+    "context_size", "max_tokens", "top_k", "shard_tokens", "examples_per_quantile",
+    "cooccurrence_dense_limit", "ablation_tokens", "ablation_features",
+)  # fmt: skip
+
+
 @dataclasses.dataclass
 class CollectResult:
     """What ``sae collect`` did in this process."""
@@ -130,15 +137,8 @@ def build_analyzer(cfg: CollectConfig, device: str = "cpu") -> Any:
         loaded=loaded,
         sae=sae,
         data_path=cfg.data,
-        context_size=cfg.context_size,
-        max_tokens=cfg.max_tokens,
-        top_k=cfg.top_k,
-        shard_tokens=cfg.shard_tokens,
-        cooccurrence_dense_limit=cfg.cooccurrence_dense_limit,
-        examples_per_quantile=cfg.examples_per_quantile,
-        ablation_tokens=cfg.ablation_tokens,
-        ablation_features=cfg.ablation_features,
         dtype=cfg.sae_dtype,
+        **{name: getattr(cfg, name) for name in SHARED_WITH_ANALYZE},
     )
     an.load_data()
     return an

@@ -133,18 +133,14 @@ def worker_context(an: SAEAnalyzer, setup: ShardedSetup, device: Any = "cpu") ->
 
     assert an.windows is not None
     return WorkerContext(
-        loaded=an.loaded,
-        hp=an.hp,
-        sae=an.sae,
-        windows=an.windows,
-        db_path=setup.db,
-        fingerprint=setup.fingerprint,
-        plan_params=setup.plan["params"],
-        batch_size=an.cfg.batch_size,
-        top_k=an.cfg.top_k,
-        cooccurrence_dense_limit=an.cfg.cooccurrence_dense_limit,
-        examples_per_quantile=an.cfg.examples_per_quantile,
-        device=torch.device(device),
+        an.loaded,
+        an.hp,
+        an.sae,
+        an.windows,
+        setup.db,
+        setup.fingerprint,
+        setup.plan["params"],
+        torch.device(device),
     )
 
 

@@ -86,6 +86,17 @@ class Moments:
         return float(self.var.sqrt()) if self.m2 is not None else float("nan")
 
 
+def merge_moments(a: Moments, b: Moments) -> Moments:
+    """Chan et al.'s parallel update of two :class:`Moments` (``a`` first)."""
+    if b.n == 0 or b.mean is None or b.m2 is None:
+        return a
+    if a.n == 0 or a.mean is None or a.m2 is None:
+        return Moments(b.n, b.mean.clone(), b.m2.clone())
+    n = a.n + b.n
+    delta = b.mean - a.mean
+    return Moments(n, a.mean + delta * (b.n / n), a.m2 + b.m2 + delta**2 * (a.n * b.n / n))
+
+
 class SparsityStats:
     """L0/L1 per token and per-feature firing counts → ``sparsity`` and ``dead_features`` sections."""
 
@@ -97,6 +108,14 @@ class SparsityStats:
         self.l0 = Moments()
         self.l1 = Moments()
         self.n_tokens = 0
+
+    def merge(self, other: SparsityStats) -> None:
+        """Add the statistics of later tokens (e.g. the next shard)."""
+        self.counts += other.counts
+        self.act_sum += other.act_sum
+        self.act_max = self.act_max.maximum(other.act_max)
+        self.l0, self.l1 = merge_moments(self.l0, other.l0), merge_moments(self.l1, other.l1)
+        self.n_tokens += other.n_tokens
 
     def update(self, f: Tensor) -> None:
         """Add feature activations ``[n_tokens, d_sae]``."""
@@ -170,6 +189,12 @@ class ReconstructionStats:
         self.ratio_sum = 0.0
         self.ratio_n = 0
         self.n_tokens = 0
+
+    def merge(self, other: ReconstructionStats) -> None:
+        """Add the statistics of later tokens (e.g. the next shard)."""
+        self.x_moments = merge_moments(self.x_moments, other.x_moments)
+        for name in ("sse", "ev_legacy_sum", "ev_legacy_n", "cos_sum", "ratio_sum", "ratio_n", "n_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def update(self, x: Tensor, x_hat: Tensor) -> None:
         """Add activations ``x`` and reconstructions ``x_hat`` ``[n_tokens, d_in]``."""

@@ -32,7 +32,7 @@ from interplab.common.atomic import atomic_path
 from interplab.common.errors import InterplabError
 from interplab.sae.collect import restore_state, snapshot_state
 from interplab.sae.cooccurrence import CooccurrenceCounts
-from interplab.sae.metrics import Moments, ReconstructionStats, SparsityStats
+from interplab.sae.metrics import ReconstructionStats, SparsityStats
 from interplab.sae.sampling import bottom_k, example_hash
 from interplab.sae.stats import HIST_EDGES, FeatureStats, hist_bins
 
@@ -106,17 +106,6 @@ def load_partial(path: Path) -> dict[str, np.ndarray]:
         ) from exc
 
 
-def merge_moments(a: Moments, b: Moments) -> Moments:
-    """Chan et al.'s parallel update of two :class:`Moments` (``a`` first)."""
-    if b.n == 0 or b.mean is None or b.m2 is None:
-        return a
-    if a.n == 0 or a.mean is None or a.m2 is None:
-        return Moments(b.n, b.mean.clone(), b.m2.clone())
-    n = a.n + b.n
-    delta = b.mean - a.mean
-    return Moments(n, a.mean + delta * (b.n / n), a.m2 + b.m2 + delta**2 * (a.n * b.n / n))
-
-
 class PartialReducer:
     """Reduces shard partials, added in shard order, into the one-pass accumulators."""
 
@@ -156,21 +145,8 @@ class PartialReducer:
 
         sp_, rc = SparsityStats(d), ReconstructionStats(self.d_in)
         restore_state({"sparsity": sp_, "reconstruction": rc}, p)
-        s = self.sparsity
-        s.counts += sp_.counts
-        s.act_sum += sp_.act_sum
-        s.act_max = s.act_max.maximum(sp_.act_max)
-        s.l0, s.l1 = merge_moments(s.l0, sp_.l0), merge_moments(s.l1, sp_.l1)
-        s.n_tokens += sp_.n_tokens
-        r_ = self.reconstruction
-        r_.sse += rc.sse
-        r_.x_moments = merge_moments(r_.x_moments, rc.x_moments)
-        r_.ev_legacy_sum += rc.ev_legacy_sum
-        r_.ev_legacy_n += rc.ev_legacy_n
-        r_.cos_sum += rc.cos_sum
-        r_.ratio_sum += rc.ratio_sum
-        r_.ratio_n += rc.ratio_n
-        r_.n_tokens += rc.n_tokens
+        self.sparsity.merge(sp_)
+        self.reconstruction.merge(rc)
 
         t = np.concatenate([self.cand[0], p["quantile.token"]])
         ft = np.concatenate([self.cand[1], p["quantile.feature"].astype(np.int64)])

@@ -44,7 +44,7 @@ from interplab.sae.collect import (
 from interplab.sae.cooccurrence import CooccurrenceCounts
 from interplab.sae.corpus import TokenWindows, iter_batches
 from interplab.sae.hooks import HookPoint, capture_activations
-from interplab.sae.metrics import ReconstructionStats, SparsityStats
+from interplab.sae.metrics import Moments, ReconstructionStats, SparsityStats, merge_moments
 from interplab.sae.model import SAE
 from interplab.sae.partials import quantile_candidates, save_partial, shard_partial
 from interplab.sae.shards import ShardSpec, partial_rel, record_path
@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class WorkerContext:
-    """What every shard of one database is collected with."""
+    """What every shard of one database is collected with; ``plan_params`` (the plan's ``params``:
+    batch size, top-k, examples per quantile, co-occurrence dense limit) shape every shard."""
 
     loaded: LoadedModel
     hp: HookPoint
@@ -64,11 +65,10 @@ class WorkerContext:
     db_path: Path
     fingerprint: dict[str, Any]
     plan_params: dict[str, Any]
-    batch_size: int
-    top_k: int
-    cooccurrence_dense_limit: int
-    examples_per_quantile: int
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+
+    def param(self, name: str) -> int:
+        return int(self.plan_params[name])
 
 
 @dataclasses.dataclass
@@ -135,8 +135,6 @@ def reconstruction_terms(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, torc
 
 def add_reconstruction_terms(recon: ReconstructionStats, terms: dict[str, torch.Tensor], n: int) -> None:
     """Add :func:`reconstruction_terms` (host copies) to ``recon``: the same fields as ``update``."""
-    from interplab.sae.metrics import Moments
-    from interplab.sae.partials import merge_moments
 
     if n == 0:
         return
@@ -238,7 +236,7 @@ def collect_shard(ctx: WorkerContext, spec: ShardSpec, strings: TokenStrings) ->
 
     on_device = ctx.device.type != "cpu"
     with torch.no_grad():
-        for batch in iter_batches(sub, ctx.batch_size):
+        for batch in iter_batches(sub, ctx.param("batch_size")):
             tf = time.perf_counter()
             act = capture_activations(
                 ctx.loaded,
@@ -276,18 +274,19 @@ def collect_shard(ctx: WorkerContext, spec: ShardSpec, strings: TokenStrings) ->
     order = feature_major_order(token_tm, feature_tm, len(ids), spec.token_start, d)
     token, feature, value = token_tm[order], feature_tm[order], value_tm[order]
 
-    fstats = FeatureStats(d, ctx.top_k)
+    top_k, per_quantile = ctx.param("top_k"), ctx.param("examples_per_quantile")
+    fstats = FeatureStats(d, top_k)
     fstats.update(token, feature, value, len(ids), spec.token_start)
-    co = CooccurrenceCounts(d, dense_limit=ctx.cooccurrence_dense_limit)
+    co = CooccurrenceCounts(d, dense_limit=ctx.param("cooccurrence_dense_limit"))
     co.update(token_tm, feature_tm, len(ids), spec.token_start)
-    cand = quantile_candidates(token, feature, value, ctx.examples_per_quantile)
+    cand = quantile_candidates(token, feature, value, per_quantile)
     partial = shard_partial(
         fstats,
         co,
         sparsity,
         recon,
         cand,
-        {"index": spec.index, "d_sae": d, "top_k": ctx.top_k, "per_quantile": ctx.examples_per_quantile},
+        {"index": spec.index, "d_sae": d, "top_k": top_k, "per_quantile": per_quantile},
     )
     db = ctx.db_path
     act_rel, tok_rel = f"activations/{spec.name}.parquet", f"tokens/{spec.name}.parquet"

@@ -463,3 +463,12 @@ def test_merge_checks_the_stored_plan_and_the_sae(sae_analysis, tmp_path) -> Non
     write_sae(sae, seed=1)
     with pytest.raises(InterplabError, match=r"changed since collection \(differs in: sae_W_dec_sha256"):
         run_merge(out, **MERGE_OPTIONS)
+
+    shutil.rmtree(sae)
+    write_sae(sae)  # the collected SAE again
+    record = out / "activation_database" / "shards" / "part-00000.json"
+    record.write_text('{"index": 0,')
+    with pytest.raises(
+        InterplabError, match=r"part-00000\.json: malformed JSON at line 1.*delete it to recollect"
+    ):
+        run_merge(out, **MERGE_OPTIONS)

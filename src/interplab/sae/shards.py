@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from interplab.common.atomic import write_json
+from interplab.common.data import read_json
 from interplab.common.errors import InterplabError, require
 from interplab.sae.activation_db import (
     ACTIVATIONS_SCHEMA,
@@ -156,11 +157,9 @@ def read_record(db: Path, index: int) -> dict[str, Any] | None:
     if not p.exists():
         return None
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InterplabError(
-            f"{p}: malformed shard record ({exc.msg}); delete it to recollect the shard"
-        ) from exc
+        return read_json(p)
+    except InterplabError as exc:
+        raise InterplabError(f"{exc} (a shard record: delete it to recollect the shard)") from exc
 
 
 def differing_fields(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

@@ -67,14 +67,8 @@ class TrainConfig:
     attn_positions: int = 32
 
     def model_config(self) -> TinyConfig:
-        return TinyConfig(
-            n_states=self.n_states,
-            seq_len=self.seq_len,
-            d_model=self.d_model,
-            n_layers=self.n_layers,
-            n_heads=self.n_heads,
-            init_scale=self.init_scale,
-        )
+        """The model's settings: the fields :class:`TinyConfig` shares with this one."""
+        return TinyConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TinyConfig)})
 
 
 @dataclasses.dataclass

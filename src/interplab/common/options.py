@@ -38,25 +38,7 @@ def option(
     ``parse`` converts the command-line value (of type ``cli_type``, default ``cli_default``; ``...``
     makes the flag required) into the field's value; ``argument`` makes it a positional argument.
     A list-typed field is a repeatable option."""
-    meta = cli_meta(flag, help, parse, cli_type, argument, cli_default, aliases)
-    if isinstance(default, list | dict | set):
-        value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
-
-
-def cli_meta(
-    flag: str | None = None,
-    help: str = "",
-    parse: Callable[[Any], Any] | None = None,
-    cli_type: Any = None,
-    argument: bool = False,
-    cli_default: Any = _MISSING,
-    aliases: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """The command-line metadata of one field (what :func:`option` stores; also the form of
-    ``command(..., cli=…)`` entries for dataclasses declared without :func:`option`)."""
-    return {
+    meta = {
         "flag": flag,
         "help": help,
         "parse": parse,
@@ -65,11 +47,22 @@ def cli_meta(
         "cli_default": cli_default,
         "aliases": tuple(aliases),
     }
+    if isinstance(default, list | dict | set):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def cli_meta(**cli: Any) -> dict[str, Any]:
+    """The command-line metadata of one field: what :func:`option` stores for the same keywords
+    (``flag``, ``help``, …); the form of ``command(..., cli=…)`` entries for dataclasses declared
+    without :func:`option`."""
+    return dict(option(**cli).metadata)
 
 
 def negated(flag: str, help: str = "") -> dict[str, Any]:
     """CLI metadata of an on-by-default field offered as an off switch (``--no-write-back``)."""
-    return cli_meta(flag, help, parse=lambda v: not v, cli_type=bool, cli_default=False)
+    return cli_meta(flag=flag, help=help, parse=lambda v: not v, cli_type=bool, cli_default=False)
 
 
 def flag_of(field: dataclasses.Field, meta: dict[str, Any] | None = None) -> str:

@@ -21,7 +21,7 @@ from interplab.common.markdown_html import markdown_table
 from interplab.common.output import output_dir
 from interplab.masks import checkpoint_formats as cf
 from interplab.masks.mask_configs import ExtractConfig
-from interplab.masks.mask_set import REPORT_JSON, REPORT_MD
+from interplab.masks.mask_set import REPORT_JSON, REPORT_MD, report_summary
 from interplab.masks.nm import STANDARD_PATTERNS, complies
 
 log = logging.getLogger(__name__)
@@ -157,8 +157,7 @@ def build_report(
     bytes_read: int,
 ) -> dict[str, Any]:
     """``pruning_report.json`` with the keys of ``masks prune`` (no calibration, no errors)."""
-    numel = [m.shape[0] * m.shape[1] for m in matrices]
-    zeros = sum(m.sparsity * n for m, n in zip(matrices, numel, strict=True))
+    summary = report_summary(matrices, measured=False, total_seconds=None)
     architectures = model_config.get("architectures") or []
     architecture = architectures[0] if architectures else None
     return {
@@ -175,7 +174,7 @@ def build_report(
         "structure": structure,
         "sparsity": sparse.global_sparsity
         if sparse.global_sparsity is not None
-        else zeros / max(sum(numel), 1),
+        else summary["overall_sparsity"],
         "checkpoint": {
             "format": sparse.format,
             "sparsity_config": dataclasses.asdict(sparse),
@@ -185,14 +184,7 @@ def build_report(
         },
         "calibration": None,
         "matrices": [dataclasses.asdict(m) for m in matrices],
-        "summary": {
-            "n_matrices": len(matrices),
-            "overall_sparsity": zeros / max(sum(numel), 1),
-            "mean_relative_output_error": None,
-            "max_relative_output_error": None,
-            "pruning_seconds": sum(m.seconds for m in matrices),
-            "total_seconds": None,
-        },
+        "summary": summary,
         "quality": None,
     }
 

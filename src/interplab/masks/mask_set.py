@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,20 @@ def report_model(folder: str | Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8")).get("model")
     except (json.JSONDecodeError, AttributeError):
         return None
+
+
+def report_summary(matrices: Sequence[Any], measured: bool, total_seconds: float | None) -> dict[str, Any]:
+    """The ``summary`` entry of ``pruning_report.json`` for ``matrices`` (each with ``shape``,
+    ``sparsity``, ``relative_output_error`` and ``seconds``): sparsity over all their weights and,
+    when ``measured``, their relative output errors (else None)."""
+    numel = [m.shape[0] * m.shape[1] for m in matrices]
+    zeros = sum(m.sparsity * n for m, n in zip(matrices, numel, strict=True))
+    errors = [m.relative_output_error for m in matrices]
+    return {
+        "n_matrices": len(matrices),
+        "overall_sparsity": zeros / max(sum(numel), 1),
+        "mean_relative_output_error": sum(errors) / max(len(errors), 1) if measured else None,
+        "max_relative_output_error": max(errors, default=0.0) if measured else None,
+        "pruning_seconds": sum(m.seconds for m in matrices),
+        "total_seconds": total_seconds,
+    }

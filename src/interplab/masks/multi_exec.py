@@ -16,7 +16,7 @@ from interplab.common.errors import InterplabError
 from interplab.common.markdown_html import write_markdown_report
 from interplab.common.output import OutputDir
 from interplab.common.progress import track
-from interplab.masks.configs import DEFAULT_MAX_FEATURES, DEFAULT_NULL_SAMPLES
+from interplab.masks.configs import SelectionConfig
 from interplab.masks.distribution import HammingDistribution, hamming_distribution
 from interplab.masks.execution import aggregate, run_execution
 from interplab.masks.hamming import HammingIndex
@@ -53,12 +53,49 @@ def sibling(path: Path, suffix: str) -> Path:
     return path.with_name(path.stem + suffix)
 
 
+def _selection(matrix_path: str | Path, selection: dict[str, Any]) -> SelectionConfig:
+    """The options of one analysis, by name (defaults: :class:`SelectionConfig`'s)."""
+    cfg = SelectionConfig(matrix_path=Path(matrix_path), **selection)
+    if cfg.output_json is not None:
+        cfg.output_json = Path(cfg.output_json)
+    return cfg
+
+
+def _load(cfg: SelectionConfig) -> FeatureMatrix:
+    """Check the options (before any work), load the matrix and check the selection fits it."""
+    if cfg.n_clusters < 2:
+        raise InterplabError(f"--n-clusters must be at least 2, got {cfg.n_clusters}")
+    check_null_samples(cfg.null_samples)
+    if cfg.hist_max_features < 2:
+        raise InterplabError(f"--hist-max-features must be at least 2, got {cfg.hist_max_features}")
+    check_output_json(cfg.output_json)
+    matrix = load_matrix(cfg.matrix_path, cfg.axis)
+    validate_selection(matrix.n_features, cfg.n_features, cfg.n_clusters)
+    return matrix
+
+
+def _common_config(cfg: SelectionConfig) -> dict[str, Any]:
+    return {
+        "n_features": cfg.n_features,
+        "n_clusters": cfg.n_clusters,
+        "seed": cfg.seed,
+        "axis": cfg.axis,
+        "null_samples": cfg.null_samples,
+        "tile_shape": list(TILE_SHAPE),
+        "hist_max_features": cfg.hist_max_features,
+    }
+
+
 def _analyse(
     matrix: FeatureMatrix,
     feature_indices: list[int],
     config: dict[str, Any],
     kind: str,
-) -> tuple[dict[str, Any], HammingDistribution]:
+    out: Path | None,
+    command: str,
+) -> dict[str, Any]:
+    """One execution per reference feature, the whole-matrix distribution and (with ``out``) the
+    files of ``command``."""
     index = HammingIndex.build(matrix.mask)
     records = []
     for fi in track(feature_indices, "executions"):
@@ -82,97 +119,43 @@ def _analyse(
         "aggregate": aggregate(records),
         "whole_matrix": {**dist.summary(), "histogram_counts": dist.histogram.tolist()},
     }
-    return result, dist
-
-
-def _common_config(
-    n_features: int, n_clusters: int, seed: int, axis: str, null_samples: int, hist_max_features: int
-) -> dict[str, Any]:
-    return {
-        "n_features": n_features,
-        "n_clusters": n_clusters,
-        "seed": seed,
-        "axis": axis,
-        "null_samples": null_samples,
-        "tile_shape": list(TILE_SHAPE),
-        "hist_max_features": hist_max_features,
-    }
-
-
-def _validate_common(
-    n_clusters: int, null_samples: int, hist_max_features: int, output_json: Path | None
-) -> None:
-    if n_clusters < 2:
-        raise InterplabError(f"--n-clusters must be at least 2, got {n_clusters}")
-    check_null_samples(null_samples)
-    if hist_max_features < 2:
-        raise InterplabError(f"--hist-max-features must be at least 2, got {hist_max_features}")
-    check_output_json(output_json)
-
-
-def hamming_analysis(
-    matrix_path: str | Path,
-    feature_idx: int | None = None,
-    n_features: int = 128,
-    n_clusters: int = 8,
-    seed: int = 42,
-    axis: str = "columns",
-    null_samples: int = DEFAULT_NULL_SAMPLES,
-    hist_max_features: int = DEFAULT_MAX_FEATURES,
-    output_json: str | Path | None = None,
-) -> dict[str, Any]:
-    """One selection: ``feature_idx`` (random with ``seed`` if None) and its top ``n_features``."""
-    out = Path(output_json) if output_json is not None else None
-    _validate_common(n_clusters, null_samples, hist_max_features, out)
-    matrix = load_matrix(matrix_path, axis)
-    validate_selection(matrix.n_features, n_features, n_clusters)
-    fi = (
-        check_feature_idx(feature_idx, matrix.n_features)
-        if feature_idx is not None
-        else random_features(matrix.n_features, 1, seed)[0]
-    )
-    config = {
-        "feature_idx": feature_idx,
-        **_common_config(n_features, n_clusters, seed, axis, null_samples, hist_max_features),
-        "n_executions": 1,
-    }
-    result, dist = _analyse(matrix, [fi], config, "interplab.masks.hamming")
     if out is not None:
-        write_outputs(result, dist, out, "masks hamming")
+        write_outputs(result, dist, out, command)
     return result
 
 
-def multi_exec_analysis(
-    matrix_path: str | Path,
-    n_executions: int = 10,
-    n_features: int = 128,
-    n_clusters: int = 8,
-    seed: int = 42,
-    axis: str = "columns",
-    null_samples: int = DEFAULT_NULL_SAMPLES,
-    hist_max_features: int = DEFAULT_MAX_FEATURES,
-    output_json: str | Path | None = None,
+def hamming_analysis(
+    matrix_path: str | Path, feature_idx: int | None = None, **selection: Any
 ) -> dict[str, Any]:
-    """``n_executions`` random reference features (distinct, drawn with ``seed``), mean ± std."""
-    out = Path(output_json) if output_json is not None else None
+    """One selection: ``feature_idx`` (random with ``seed`` if None) and its top ``n_features``;
+    ``selection``: the other options of :class:`~interplab.masks.configs.SelectionConfig`."""
+    cfg = _selection(matrix_path, selection)
+    matrix = _load(cfg)
+    fi = (
+        check_feature_idx(feature_idx, matrix.n_features)
+        if feature_idx is not None
+        else random_features(matrix.n_features, 1, cfg.seed)[0]
+    )
+    config = {"feature_idx": feature_idx, **_common_config(cfg), "n_executions": 1}
+    return _analyse(matrix, [fi], config, "interplab.masks.hamming", cfg.output_json, "masks hamming")
+
+
+def multi_exec_analysis(matrix_path: str | Path, n_executions: int = 10, **selection: Any) -> dict[str, Any]:
+    """``n_executions`` random reference features (distinct, drawn with ``seed``), mean ± std;
+    ``selection``: the other options of :class:`~interplab.masks.configs.SelectionConfig`."""
+    cfg = _selection(matrix_path, selection)
     if n_executions < 1:
         raise InterplabError(f"--n-executions must be at least 1, got {n_executions}")
-    _validate_common(n_clusters, null_samples, hist_max_features, out)
-    matrix = load_matrix(matrix_path, axis)
-    validate_selection(matrix.n_features, n_features, n_clusters)
+    matrix = _load(cfg)
     if n_executions > matrix.n_features:
         raise InterplabError(
             f"--n-executions {n_executions} is more than the {matrix.n_features} features to draw from"
         )
-    features = random_features(matrix.n_features, n_executions, seed)
-    config = {
-        **_common_config(n_features, n_clusters, seed, axis, null_samples, hist_max_features),
-        "n_executions": n_executions,
-    }
-    result, dist = _analyse(matrix, features, config, "interplab.masks.multi_exec")
-    if out is not None:
-        write_outputs(result, dist, out, "masks multi-exec")
-    return result
+    features = random_features(matrix.n_features, n_executions, cfg.seed)
+    config = {**_common_config(cfg), "n_executions": n_executions}
+    return _analyse(
+        matrix, features, config, "interplab.masks.multi_exec", cfg.output_json, "masks multi-exec"
+    )
 
 
 def summary_markdown(result: dict[str, Any]) -> str:

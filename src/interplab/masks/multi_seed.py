@@ -38,6 +38,22 @@ from interplab.masks.report import fmt
 log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_ROOT = Path("results/metrics/multi_seed_clustering")
+#: the summary figures: file name, y label, lines ``(record key, label, colour)`` and guides ``(y, name)``
+#: (for the separation ratio, the bands of :func:`interplab.masks.cluster.separation_label`)
+SUMMARY_FIGURES = (
+    (
+        "summary_separation_ratios",
+        "separation ratio (between / within)",
+        (("separation_ratio", "real", "tab:blue"), ("null_separation_mean", "null (shuffled)", "tab:gray")),
+        ((2.0, "excellent"), (1.0, "good"), (0.5, "moderate")),
+    ),
+    (
+        "summary_distances",
+        "Euclidean distance",
+        (("mean_within", "mean within", None), ("mean_between", "mean between", None)),
+        (),
+    ),
+)
 MATRIX_FILE = re.compile(r"^layer(\d+)-(.+)\.pt$")
 
 
@@ -222,22 +238,14 @@ def multi_seed_analysis(
             "whole_matrix": {**dist.summary(), "histogram_counts": dist.histogram.tolist()},
         }
         title = f"{method} layer {layer} {component}: {seeds} seed{'' if seeds == 1 else 's'}"
-        for written in plots.plot_summary_separation(
-            k_values,
-            {k: [r["separation_ratio"] for r in rs] for k, rs in by_k.items()},
-            {k: [r["null_separation_mean"] for r in rs] for k, rs in by_k.items()},
-            out.file("summary/summary_separation_ratios.png"),
-            title,
-        ):
-            out.record(written)
-        for written in plots.plot_summary_distances(
-            k_values,
-            {k: [r["mean_within"] for r in rs] for k, rs in by_k.items()},
-            {k: [r["mean_between"] for r in rs] for k, rs in by_k.items()},
-            out.file("summary/summary_distances.png"),
-            title,
-        ):
-            out.record(written)
+        for name, ylabel, lines, guides in SUMMARY_FIGURES:
+            series = [
+                ({k: [r[key] for r in rs] for k, rs in by_k.items()}, label, color)
+                for key, label, color in lines
+            ]
+            path = out.file(f"summary/{name}.png")
+            for written in plots.plot_summary_per_k(k_values, series, path, title, ylabel, guides):
+                out.record(written)
         for written in plots.plot_hamming_distribution(
             dist, out.file("summary/hamming_distribution.png"), f"pairwise Hamming distances: {matrix.name}"
         ):

@@ -120,51 +120,32 @@ def plot_distance_heatmap(matrix: np.ndarray, path: Path, title: str) -> list[Pa
     return save_figure(fig, path)
 
 
-def plot_summary_separation(
+def plot_summary_per_k(
     k_values: list[int],
-    ratios: dict[int, list[float]],
-    null_means: dict[int, list[float]],
+    series: list[tuple[dict[int, list[float]], str, str | None]],
     path: Path,
     title: str,
+    ylabel: str,
+    guides: tuple[tuple[float, str], ...] = (),
 ) -> list[Path]:
-    """Separation ratio per k (mean ± std over seeds) beside the null model's."""
+    """Each series ``(values per k, label, colour or None for the next default)`` as its mean ± std
+    over seeds per k, non-finite values left out (a series with none left is not drawn), beside
+    dotted horizontal ``guides`` ``(y, name)``."""
     fig, ax = new_figure(figsize=(6, 4))
     ks = np.array(k_values)
-    for data, label, color in ((ratios, "real", "tab:blue"), (null_means, "null (shuffled)", "tab:gray")):
+    for data, label, color in series:
         vals = [np.asarray([v for v in data.get(k, []) if np.isfinite(v)]) for k in k_values]
         if not any(v.size for v in vals):
             continue
         mean = np.array([v.mean() if v.size else np.nan for v in vals])
         std = np.array([v.std() if v.size else np.nan for v in vals])
         ax.errorbar(ks, mean, yerr=std, marker="o", capsize=4, label=label, color=color)
-    for y, name in ((2.0, "excellent"), (1.0, "good"), (0.5, "moderate")):
+    for y, name in guides:
         ax.axhline(y, color="k", linestyle=":", linewidth=0.8)
         ax.text(ks.max(), y, f" {name}", va="bottom", ha="right", fontsize=8)
     ax.set_xticks(ks)
     ax.set_xlabel("k (clusters)")
-    ax.set_ylabel("separation ratio (between / within)")
-    ax.set_title(title)
-    ax.legend()
-    return save_figure(fig, path)
-
-
-def plot_summary_distances(
-    k_values: list[int],
-    within: dict[int, list[float]],
-    between: dict[int, list[float]],
-    path: Path,
-    title: str,
-) -> list[Path]:
-    """Mean within- and between-cluster distances per k (mean ± std over seeds)."""
-    fig, ax = new_figure(figsize=(6, 4))
-    ks = np.array(k_values)
-    for data, label in ((within, "mean within"), (between, "mean between")):
-        mean = np.array([np.mean(data[k]) for k in k_values])
-        std = np.array([np.std(data[k]) for k in k_values])
-        ax.errorbar(ks, mean, yerr=std, marker="o", capsize=4, label=label)
-    ax.set_xticks(ks)
-    ax.set_xlabel("k (clusters)")
-    ax.set_ylabel("Euclidean distance")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
     return save_figure(fig, path)

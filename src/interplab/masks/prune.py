@@ -24,7 +24,7 @@ from interplab.common.output import output_dir
 from interplab.masks.blockwise import MatrixResult, prune_blocks
 from interplab.masks.calibration import CalibrationSet, build_calibration
 from interplab.masks.layers import find_linear_layers
-from interplab.masks.mask_set import REPORT_JSON, REPORT_MD
+from interplab.masks.mask_set import REPORT_JSON, REPORT_MD, report_summary
 from interplab.masks.owl import DEFAULT_LAMBDA, DEFAULT_M, PROFILES, check_owl_lambda, owl_profile
 from interplab.masks.prune_report import report_markdown
 from interplab.masks.quality import QualityResult, compare, snapshot
@@ -274,9 +274,6 @@ def build_report(
     seconds: float,
 ) -> dict[str, Any]:
     """The content of ``pruning_report.json``."""
-    numel = [m.shape[0] * m.shape[1] for m in matrices]
-    zeros = sum(m.sparsity * n for m, n in zip(matrices, numel, strict=True))
-    errors = [m.relative_output_error for m in matrices]
     return {
         "command": "masks prune",
         "model": {
@@ -299,13 +296,6 @@ def build_report(
             "texts_used": calib.texts_used,
         },
         "matrices": [dataclasses.asdict(m) for m in matrices],
-        "summary": {
-            "n_matrices": len(matrices),
-            "overall_sparsity": zeros / max(sum(numel), 1),
-            "mean_relative_output_error": sum(errors) / max(len(errors), 1),
-            "max_relative_output_error": max(errors, default=0.0),
-            "pruning_seconds": sum(m.seconds for m in matrices),
-            "total_seconds": seconds,
-        },
+        "summary": report_summary(matrices, measured=True, total_seconds=seconds),
         "quality": dataclasses.asdict(quality),
     }

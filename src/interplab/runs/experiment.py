@@ -48,17 +48,18 @@ DEFAULT_SWEEP: dict[str, list[Any]] = {"init_scale": [0.01, 1.0]}
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything one run depends on; logged as the run's W&B config."""
+    """Everything one run depends on; logged as the run's W&B config. The model's settings are
+    :class:`TinyConfig`'s fields, with its defaults."""
 
     seed: int = 0
-    init_scale: float = 1.0
-    n_states: int = 3
-    seq_len: int = 64
+    init_scale: float = TinyConfig.init_scale
+    n_states: int = TinyConfig.n_states
+    seq_len: int = TinyConfig.seq_len
     alpha: float = 1.0
     dataset_size: int = 0  # number of training sequences; 0 = a fresh batch every step
-    d_model: int = 32
-    n_layers: int = 2
-    n_heads: int = 1
+    d_model: int = TinyConfig.d_model
+    n_layers: int = TinyConfig.n_layers
+    n_heads: int = TinyConfig.n_heads
     lr: float = 3e-3
     batch_size: int = 32
     steps: int = 1000
@@ -67,14 +68,8 @@ class TrainConfig:
     attn_positions: int = 32
 
     def model_config(self) -> TinyConfig:
-        return TinyConfig(
-            n_states=self.n_states,
-            seq_len=self.seq_len,
-            d_model=self.d_model,
-            n_layers=self.n_layers,
-            n_heads=self.n_heads,
-            init_scale=self.init_scale,
-        )
+        """The model's settings: the fields :class:`TinyConfig` shares with this one."""
+        return TinyConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(TinyConfig)})
 
 
 @dataclasses.dataclass

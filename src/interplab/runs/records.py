@@ -21,7 +21,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,25 +56,11 @@ class RunLog:
     partial_tail: bool = False
 
     def meta(self) -> dict[str, Any]:
-        """Everything except the history, JSON-ready (for the cache)."""
-        return {
-            "run_id": self.run_id,
-            "display_name": self.display_name,
-            "project": self.project,
-            "entity": self.entity,
-            "tags": list(self.tags),
-            "group": self.group,
-            "job_type": self.job_type,
-            "notes": self.notes,
-            "start_time": self.start_time.isoformat() if self.start_time else None,
-            "config": self.config,
-            "summary": self.summary,
-            "exit_code": self.exit_code,
-            "files": self.files,
-            "n_records": self.n_records,
-            "damaged_chunks": self.damaged_chunks,
-            "partial_tail": self.partial_tail,
-        }
+        """Every field except the history, JSON-ready (for the cache)."""
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "history"}
+        meta["tags"] = list(self.tags)
+        meta["start_time"] = self.start_time.isoformat() if self.start_time else None
+        return meta
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], history: pd.DataFrame) -> RunLog:

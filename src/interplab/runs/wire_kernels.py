@@ -135,41 +135,21 @@ def frame_log(buf, table, type_seeds, check_crc=True):  # pragma: no cover - com
             pos = end if end <= block_end else block_end
             continue
         pos = end
-        if kind == 1:  # FULL
+        if kind == 1 or kind == 2:  # FULL / FIRST: a record still open is cut short
             if pending >= 0:
                 damaged += 1
-                pending = -1
-            piece_start[n_pieces] = start
-            piece_len[n_pieces] = length
-            rec_first[n_rec] = n_pieces
-            rec_n[n_rec] = 1
-            n_pieces += 1
-            n_rec += 1
-        elif kind == 2:  # FIRST
-            if pending >= 0:
-                damaged += 1
-            piece_start[n_pieces] = start
-            piece_len[n_pieces] = length
             pending = n_pieces
-            n_pieces += 1
-        elif kind == 3:  # MIDDLE
-            if pending < 0:
-                damaged += 1
-            else:
-                piece_start[n_pieces] = start
-                piece_len[n_pieces] = length
-                n_pieces += 1
-        else:  # LAST
-            if pending < 0:
-                damaged += 1
-            else:
-                piece_start[n_pieces] = start
-                piece_len[n_pieces] = length
-                n_pieces += 1
-                rec_first[n_rec] = pending
-                rec_n[n_rec] = n_pieces - pending
-                n_rec += 1
-                pending = -1
+        elif pending < 0:  # MIDDLE / LAST without its FIRST
+            damaged += 1
+            continue
+        piece_start[n_pieces] = start
+        piece_len[n_pieces] = length
+        n_pieces += 1
+        if kind == 1 or kind == 4:  # FULL / LAST: the record is complete
+            rec_first[n_rec] = pending
+            rec_n[n_rec] = n_pieces - pending
+            n_rec += 1
+            pending = -1
     if pending >= 0:
         partial = True
     return piece_start, piece_len, rec_first, rec_n, n_pieces, n_rec, damaged, partial
@@ -190,6 +170,34 @@ def _varint(buf, pos, end):  # pragma: no cover - compiled
     return np.int64(0), -1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _key(buf, pos, end):  # pragma: no cover - compiled
+    """(field number, wire type, new_pos) of the field key at ``pos``; new_pos = -1 when malformed."""
+    tag, pos = _varint(buf, pos, end)
+    return tag >> 3, tag & 7, pos
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _length(buf, pos, end):  # pragma: no cover - compiled
+    """(n, new_pos) of the length prefix at ``pos``; new_pos = -1 when malformed or when the ``n``
+    bytes of the value run past ``end``."""
+    n, pos = _varint(buf, pos, end)
+    if pos < 0 or pos + n > end:
+        return n, -1
+    return n, pos
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _delimited(buf, pos, end):  # pragma: no cover - compiled
+    """(field number, value start, n) of the length-delimited field at ``pos``; value start = -1
+    when the field is malformed or of another wire type."""
+    field, wire, pos = _key(buf, pos, end)
+    if pos < 0 or wire != 2:
+        return field, -1, 0
+    n, pos = _length(buf, pos, end)
+    return field, pos, n
+
+
 @njit(cache=True, nogil=True)
 def _skip_field(buf, pos, end, wire):  # pragma: no cover - compiled
     """Position after a field's value of wire type ``wire``; -1 if unsupported/malformed."""
@@ -197,15 +205,81 @@ def _skip_field(buf, pos, end, wire):  # pragma: no cover - compiled
         _, pos = _varint(buf, pos, end)
         return pos
     if wire == 2:
-        n, pos = _varint(buf, pos, end)
-        if pos < 0 or pos + n > end:
-            return -1
-        return pos + n
+        n, pos = _length(buf, pos, end)
+        return pos + n if pos >= 0 else -1
     if wire == 1:
         return pos + 8 if pos + 8 <= end else -1
     if wire == 5:
         return pos + 4 if pos + 4 <= end else -1
     return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _record_body(buf, start, end):  # pragma: no cover - compiled
+    """(ok, which, body start, body end) of the Record at buf[start:end]: ``which`` is its oneof
+    field, 2 = history or 3 = summary (0 for neither); beside it only num, control, uuid and _info
+    may appear, anything else (or a malformed field) gives ok = False."""
+    which = 0
+    sub_start = -1
+    sub_end = -1
+    pos = start
+    while pos < end:
+        field, wire, pos = _key(buf, pos, end)
+        if pos < 0:
+            return False, which, sub_start, sub_end
+        if (field == 2 or field == 3) and wire == 2:
+            n, pos = _length(buf, pos, end)
+            if pos < 0 or which != 0:
+                return False, which, sub_start, sub_end
+            which = field
+            sub_start = pos
+            sub_end = pos + n
+            pos = sub_end
+        elif field == 1 or field == 16 or field == 19 or field == 200:
+            pos = _skip_field(buf, pos, end, wire)
+            if pos < 0:
+                return False, which, sub_start, sub_end
+        else:
+            return False, which, sub_start, sub_end
+    return True, which, sub_start, sub_end
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _item(buf, pos, end, cur_ps, cur_pl):  # pragma: no cover - compiled
+    """The HistoryItem / SummaryItem at buf[pos:end] — key (1), nested_key (2, repeated),
+    value_json (16): its key path into ``cur_ps``/``cur_pl`` (a plain key is a one-part path) and
+    (number of parts, value start, value length); -1 parts when malformed or too deeply nested."""
+    n_cur = 0
+    key_s = -1
+    key_l = 0
+    v_s = -1
+    v_l = 0
+    while pos < end:
+        field, pos, m = _delimited(buf, pos, end)
+        if pos < 0:
+            return -1, v_s, v_l
+        if field == 1:
+            key_s = pos
+            key_l = m
+        elif field == 2:
+            if n_cur >= cur_ps.shape[0]:
+                return -1, v_s, v_l
+            cur_ps[n_cur] = pos
+            cur_pl[n_cur] = m
+            n_cur += 1
+        elif field == 16:
+            v_s = pos
+            v_l = m
+        else:
+            return -1, v_s, v_l
+        pos += m
+    if n_cur == 0:
+        if key_s < 0:
+            return -1, v_s, v_l
+        cur_ps[0] = key_s
+        cur_pl[0] = key_l
+        n_cur = 1
+    return n_cur, v_s, v_l
 
 
 @njit(cache=True, nogil=True)
@@ -324,38 +398,7 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
     cur_ps = np.empty(64, dtype=np.int64)
     cur_pl = np.empty(64, dtype=np.int64)
     for r in range(n_rec):
-        start = rec_start[r]
-        end = start + rec_len[r]
-        # --- top level: find the oneof (2 = history, 3 = summary); allow num/control/uuid/_info
-        pos = start
-        sub_start = -1
-        sub_end = -1
-        which = 0
-        ok = True
-        while pos < end:
-            tag, pos = _varint(buf, pos, end)
-            if pos < 0:
-                ok = False
-                break
-            field = tag >> 3
-            wire = tag & 7
-            if (field == 2 or field == 3) and wire == 2:
-                n, pos = _varint(buf, pos, end)
-                if pos < 0 or pos + n > end or which != 0:
-                    ok = False
-                    break
-                which = field
-                sub_start = pos
-                sub_end = pos + n
-                pos = sub_end
-            elif field == 1 or field == 16 or field == 19 or field == 200:
-                pos = _skip_field(buf, pos, end, wire)
-                if pos < 0:
-                    ok = False
-                    break
-            else:
-                ok = False
-                break
+        ok, which, sub_start, sub_end = _record_body(buf, rec_start[r], rec_start[r] + rec_len[r])
         if not ok or which == 0 or not rec_single[r]:
             kinds[r] = KIND_HISTORY_SLOW if which == 2 else KIND_SLOW
             continue
@@ -366,17 +409,9 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
         pos = sub_start
         good = True
         while pos < sub_end:
-            tag, pos = _varint(buf, pos, sub_end)
+            # every field of HistoryRecord / SummaryRecord is length-delimited
+            field, pos, n = _delimited(buf, pos, sub_end)
             if pos < 0:
-                good = False
-                break
-            field = tag >> 3
-            wire = tag & 7
-            if wire != 2:  # every field of HistoryRecord / SummaryRecord is length-delimited
-                good = False
-                break
-            n, pos = _varint(buf, pos, sub_end)
-            if pos < 0 or pos + n > sub_end:
                 good = False
                 break
             item_end = pos + n
@@ -386,53 +421,10 @@ def decode_records(buf, rec_start, rec_len, rec_single, max_keys):  # pragma: no
             if field != 1 and not (which == 3 and field == 2):
                 good = False
                 break
-            # an item: key (1), nested_key (2, repeated), value_json (16)
-            n_cur = 0
-            key_s = -1
-            key_l = 0
-            v_s = -1
-            v_l = 0
-            ip = pos
-            while ip < item_end:
-                t2, ip = _varint(buf, ip, item_end)
-                if ip < 0:
-                    good = False
-                    break
-                f2 = t2 >> 3
-                w2 = t2 & 7
-                if w2 != 2:
-                    good = False
-                    break
-                m, ip = _varint(buf, ip, item_end)
-                if ip < 0 or ip + m > item_end:
-                    good = False
-                    break
-                if f2 == 1:
-                    key_s = ip
-                    key_l = m
-                elif f2 == 2:
-                    if n_cur >= 64:
-                        good = False
-                        break
-                    cur_ps[n_cur] = ip
-                    cur_pl[n_cur] = m
-                    n_cur += 1
-                elif f2 == 16:
-                    v_s = ip
-                    v_l = m
-                else:
-                    good = False
-                    break
-                ip += m
-            if not good:
+            n_cur, v_s, v_l = _item(buf, pos, item_end, cur_ps, cur_pl)
+            if n_cur < 0:
+                good = False
                 break
-            if n_cur == 0:
-                if key_s < 0:
-                    good = False
-                    break
-                cur_ps[0] = key_s
-                cur_pl[0] = key_l
-                n_cur = 1
             is_remove = which == 3 and field == 2
             if v_s < 0 and not is_remove:
                 good = False

@@ -20,10 +20,11 @@ from interplab.runs.run import Run
 Reader = Callable[[str, HistoryCache | None], list[Run]]
 
 
-def _has_wandb_log(root: Path, max_depth: int = 4) -> bool:
+def has_file_within(root: Path, matches: Callable[[str], bool], max_depth: int = 4) -> bool:
+    """Whether a file whose name ``matches`` lies within ``max_depth`` folders below ``root``."""
     base = len(root.parts)
     for dirpath, dirnames, filenames in os.walk(root):
-        if any(f.endswith(".wandb") for f in filenames):
+        if any(matches(f) for f in filenames):
             return True
         if len(Path(dirpath).parts) - base >= max_depth:
             dirnames[:] = []
@@ -47,7 +48,11 @@ def source_kind(source: str | Path) -> str:
     path = Path(text).expanduser()
     if mlf.looks_like_store(path):
         return "mlflow"
-    if path.exists() and tb.has_event_files(path) and not (path.is_dir() and _has_wandb_log(path)):
+    if (
+        path.exists()
+        and tb.has_event_files(path)
+        and not (path.is_dir() and has_file_within(path, lambda f: f.endswith(".wandb")))
+    ):
         return "tensorboard"
     return "offline"
 

@@ -36,6 +36,7 @@ import pandas as pd
 from interplab.common.errors import InterplabError
 from interplab.runs.cache import CacheKey, HistoryCache
 from interplab.runs.run import Run
+from interplab.runs.sources import has_file_within
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,7 @@ def has_event_files(root: Path, max_depth: int = 4) -> bool:
     """Whether any event file lies within ``max_depth`` folders below ``root``."""
     if root.is_file():
         return root.name.startswith("events.out.tfevents.")
-    base = len(root.parts)
-    for dirpath, dirnames, filenames in os.walk(root):
-        if any(f.startswith("events.out.tfevents.") for f in filenames):
-            return True
-        if len(Path(dirpath).parts) - base >= max_depth:
-            dirnames[:] = []
-    return False
+    return has_file_within(root, lambda f: f.startswith("events.out.tfevents."), max_depth)
 
 
 def discover_runs(root: Path) -> dict[Path, list[Path]]:

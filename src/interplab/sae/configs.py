@@ -27,6 +27,13 @@ EVAL_CONVENTIONS = ("saelens", "interplab")  # CE / KL positions, see interplab.
 DEFAULT_EVAL_CONVENTION = "saelens"
 
 
+def at_least(cfg: Any, low: int, names: tuple[str, ...]) -> None:
+    """Each named field of ``cfg`` is at least ``low`` (the error names its flag)."""
+    for name in names:
+        value = getattr(cfg, name)
+        require(int(value) >= low, f"--{name.replace('_', '-')} must be ≥ {low}, got {value}")
+
+
 def folder_argument(help: str) -> Any:
     """A positional folder argument, required on the command line (``""`` in Python until set)."""
     return option("", argument=True, help=help, cli_default=...)
@@ -99,16 +106,8 @@ class AnalysisConfig:
         )
         for m in self.cooccurrence:
             one_of(m, COOCCURRENCE_METRICS, "co-occurrence metric")
-        for name in ("top_k", "n_neighbours", "shard_tokens", "examples_per_quantile"):
-            require(
-                int(getattr(self, name)) >= 1,
-                f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
-            )
-        for name in ("ablation_tokens", "ablation_features", "context_radius"):
-            require(
-                int(getattr(self, name)) >= 0,
-                f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(self, name)}",
-            )
+        at_least(self, 1, ("top_k", "n_neighbours", "shard_tokens", "examples_per_quantile"))
+        at_least(self, 0, ("ablation_tokens", "ablation_features", "context_radius"))
 
 
 @dataclasses.dataclass
@@ -313,16 +312,8 @@ class ExplainConfig:
 
     def validate(self) -> None:
         one_of(self.explainer, EXPLAINERS, "--explainer")
-        for name in ("concurrency", "top_k", "n_heldout", "n_negatives", "chunk", "n_llm_examples"):
-            require(
-                int(getattr(self, name)) >= 1,
-                f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
-            )
-        for name in ("n_train", "window_radius", "max_retries", "embedding_windows"):
-            require(
-                int(getattr(self, name)) >= 0,
-                f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(self, name)}",
-            )
+        at_least(self, 1, ("concurrency", "top_k", "n_heldout", "n_negatives", "chunk", "n_llm_examples"))
+        at_least(self, 0, ("n_train", "window_radius", "max_retries", "embedding_windows"))
         require(self.timeout > 0, f"--timeout must be > 0, got {self.timeout}")
         if self.explainer != "rules":
             require(bool(self.explainer_url), f"--explainer {self.explainer} needs --explainer-url")

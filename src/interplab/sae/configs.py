@@ -21,6 +21,7 @@ HOOK_HELP = "hook_resid_pre|hook_resid_post|hook_mlp_out|hook_attn_out or blocks
 DATA_HELP = "'docs' or a .json/.txt/.jsonl/.parquet file."
 MODEL_HELP = "'minilm', a model folder or a hub id."
 SAE_HELP = "SAE folder (SAELens, sparsify or weights.pt + config.json)."
+EVAL_CONVENTION_HELP = "CE/KL positions: saelens (as SAELens evals) or interplab."
 ABLATION_TOKENS = 4096
 ABLATION_FEATURES = 8
 EVAL_CONVENTIONS = ("saelens", "interplab")  # CE / KL positions, see interplab.sae.metrics.loss_positions
@@ -82,9 +83,7 @@ class AnalysisConfig:
         False, help="Replace what an earlier run wrote in --out (files its manifest lists; others stay)."
     )
     dtype: str = option("float32", help="SAE dtype (float32, bfloat16, float16).")
-    eval_convention: str = option(
-        DEFAULT_EVAL_CONVENTION, help="CE/KL positions: saelens (as SAELens evals) or interplab."
-    )
+    eval_convention: str = option(DEFAULT_EVAL_CONVENTION, help=EVAL_CONVENTION_HELP)
     examples_per_quantile: int = option(
         EXAMPLES_PER_QUANTILE, help="Examples sampled uniformly per activation quantile."
     )
@@ -150,9 +149,7 @@ class QuickConfig:
     output_json: str | None = option(None, help="Also write the sections as JSON.")
     ablation: bool = off_switch("--no-ablation", "Skip the three-pass ablation section.")
     dtype: str = option("float32", help="SAE weights dtype: float32, bfloat16, float16.")
-    eval_convention: str = option(
-        DEFAULT_EVAL_CONVENTION, help="CE/KL positions: saelens (as SAELens evals) or interplab."
-    )
+    eval_convention: str = option(DEFAULT_EVAL_CONVENTION, help=EVAL_CONVENTION_HELP)
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ import dataclasses
 
 import typer
 
-from interplab.common.options import cli_meta, command, negated
+from interplab.common.options import command
 from interplab.sae.configs import (
     AnalysisConfig,
     BrowseConfig,
@@ -92,27 +92,7 @@ def demo_command(cfg: SaeDemoConfig) -> None:
 
 
 # ---- sae compare / sae explain --------------------------------------------------------------------
-# CompareConfig / ExplainConfig document their fields with docstrings (the flags' help); these
-# entries list the fields offered on the command line and how (argument, required, an off switch).
-COMPARE_CLI = {
-    "a": cli_meta(argument=True, cli_default=...),
-    "b": cli_meta(argument=True),
-    "out": cli_meta(cli_default=...),
-    **{
-        name: cli_meta()
-        for name in (
-            "model_b", "model", "data", "max_tokens", "match_on", "assignment_limit", "block_rows",
-            "split_threshold", "stable_threshold", "allow_mismatch",
-        )
-    },
-    "write_back": negated("--no-write-back", "Do not write feature_stability_<ts>.parquet into A and B."),
-    "label_a": cli_meta(),
-    "label_b": cli_meta(),
-    "batch_size": cli_meta(),
-}  # fmt: skip
-
-
-@command(app, "compare", CompareConfig, cli=COMPARE_CLI)
+@command(app, "compare", CompareConfig)
 def compare_command(cfg: CompareConfig) -> None:
     """Match the features of two SAE analyses, or run one SAE through a pruned model (--model-b)."""
     from interplab.sae.compare import compare
@@ -133,22 +113,7 @@ def compare_command(cfg: CompareConfig) -> None:
         typer.echo(f"note: {note}", err=True)
 
 
-EXPLAIN_CLI = {
-    "analysis_dir": cli_meta(argument=True, cli_default=...),
-    **{
-        name: cli_meta()
-        for name in (
-            "explainer", "explainer_url", "model_name", "api_key_env", "concurrency", "max_retries",
-            "timeout", "cache_dir", "features", "top_k", "n_train", "n_heldout", "n_negatives",
-            "window_radius",
-        )
-    },
-    "embedding": negated("--no-embedding", "Skip the MiniLM embedding score."),
-    "seed": cli_meta(),
-}  # fmt: skip
-
-
-@command(app, "explain", ExplainConfig, cli=EXPLAIN_CLI)
+@command(app, "explain", ExplainConfig)
 def explain_command(cfg: ExplainConfig) -> None:
     """Explain every feature (built-in rules, or an OpenAI-compatible model) and score the explanations."""
     from interplab.sae.explain.run import explain
@@ -165,7 +130,7 @@ def explain_command(cfg: ExplainConfig) -> None:
 
 
 # ---- sae collect / sae merge (sharded collection) -------------------------------------------------
-# CollectConfig / MergeConfig carry their help in metadata["help"]: every field is a flag.
+# CollectConfig carries its help in metadata["help"]: every field is a flag.
 COLLECT_CLI = {f.name: {} for f in dataclasses.fields(CollectConfig)} | {
     "merge": {"flag": "--merge/--no-merge"}
 }
@@ -185,10 +150,7 @@ def collect_command(cfg: CollectConfig) -> None:
         )
 
 
-MERGE_CLI = {"analysis_dir": cli_meta(argument=True, cli_default=...), "allow_partial": cli_meta()}
-
-
-@command(app, "merge", MergeConfig, cli=MERGE_CLI)
+@command(app, "merge", MergeConfig)
 def merge_command(cfg: MergeConfig) -> None:
     """Reduce the shards' partial statistics and write the analysis folder as `sae analyze` does."""
     from interplab.sae.merge import run_merge

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
 from interplab.common.errors import one_of, require
-from interplab.common.options import comma_list, option
+from interplab.common.options import comma_list, negated, option
 from interplab.sae.cooccurrence import COOCCURRENCE_METRICS
 from interplab.sae.cooccurrence import DENSE_LIMIT as COOCCURRENCE_DENSE_LIMIT
 from interplab.sae.metric import SIMILARITY, SIMILARITY_DENSE_LIMIT, metric_names
@@ -20,10 +21,28 @@ HOOK_HELP = "hook_resid_pre|hook_resid_post|hook_mlp_out|hook_attn_out or blocks
 DATA_HELP = "'docs' or a .json/.txt/.jsonl/.parquet file."
 MODEL_HELP = "'minilm', a model folder or a hub id."
 SAE_HELP = "SAE folder (SAELens, sparsify or weights.pt + config.json)."
+EVAL_CONVENTION_HELP = "CE/KL positions: saelens (as SAELens evals) or interplab."
 ABLATION_TOKENS = 4096
 ABLATION_FEATURES = 8
 EVAL_CONVENTIONS = ("saelens", "interplab")  # CE / KL positions, see interplab.sae.metrics.loss_positions
 DEFAULT_EVAL_CONVENTION = "saelens"
+
+
+def at_least(cfg: Any, low: int, names: tuple[str, ...]) -> None:
+    """Each named field of ``cfg`` is at least ``low`` (the error names its flag)."""
+    for name in names:
+        value = getattr(cfg, name)
+        require(int(value) >= low, f"--{name.replace('_', '-')} must be ≥ {low}, got {value}")
+
+
+def folder_argument(help: str) -> Any:
+    """A positional folder argument, required on the command line (``""`` in Python until set)."""
+    return option("", argument=True, help=help, cli_default=...)
+
+
+def off_switch(flag: str, help: str) -> Any:
+    """An on-by-default field offered on the command line as an off switch (``--no-x``)."""
+    return dataclasses.field(default=True, metadata=negated(flag, help))
 
 
 @dataclasses.dataclass
@@ -64,9 +83,7 @@ class AnalysisConfig:
         False, help="Replace what an earlier run wrote in --out (files its manifest lists; others stay)."
     )
     dtype: str = option("float32", help="SAE dtype (float32, bfloat16, float16).")
-    eval_convention: str = option(
-        DEFAULT_EVAL_CONVENTION, help="CE/KL positions: saelens (as SAELens evals) or interplab."
-    )
+    eval_convention: str = option(DEFAULT_EVAL_CONVENTION, help=EVAL_CONVENTION_HELP)
     examples_per_quantile: int = option(
         EXAMPLES_PER_QUANTILE, help="Examples sampled uniformly per activation quantile."
     )
@@ -88,16 +105,8 @@ class AnalysisConfig:
         )
         for m in self.cooccurrence:
             one_of(m, COOCCURRENCE_METRICS, "co-occurrence metric")
-        for name in ("top_k", "n_neighbours", "shard_tokens", "examples_per_quantile"):
-            require(
-                int(getattr(self, name)) >= 1,
-                f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
-            )
-        for name in ("ablation_tokens", "ablation_features", "context_radius"):
-            require(
-                int(getattr(self, name)) >= 0,
-                f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(self, name)}",
-            )
+        at_least(self, 1, ("top_k", "n_neighbours", "shard_tokens", "examples_per_quantile"))
+        at_least(self, 0, ("ablation_tokens", "ablation_features", "context_radius"))
 
 
 @dataclasses.dataclass
@@ -138,18 +147,9 @@ class QuickConfig:
     max_tokens: int | None = option(None, help="Stop after this many tokens (docs default: 32768).")
     context_size: int = option(128, help="Tokens per window.")
     output_json: str | None = option(None, help="Also write the sections as JSON.")
-    ablation: bool = option(
-        True,
-        "--no-ablation",
-        "Skip the three-pass ablation section.",
-        parse=lambda v: not v,
-        cli_type=bool,
-        cli_default=False,
-    )
+    ablation: bool = off_switch("--no-ablation", "Skip the three-pass ablation section.")
     dtype: str = option("float32", help="SAE weights dtype: float32, bfloat16, float16.")
-    eval_convention: str = option(
-        DEFAULT_EVAL_CONVENTION, help="CE/KL positions: saelens (as SAELens evals) or interplab."
-    )
+    eval_convention: str = option(DEFAULT_EVAL_CONVENTION, help=EVAL_CONVENTION_HELP)
 
 
 @dataclasses.dataclass
@@ -199,41 +199,52 @@ EXPLAINERS = ("rules", "llm", "both")
 class CompareConfig:
     """Options of ``interplab sae compare``."""
 
-    a: str = ""
-    """Analysis folder A (the output of ``sae analyze``), or an SAE folder analysed first."""
-    b: str | None = None
-    """Analysis folder B, or an SAE folder analysed first; omit with --model-b."""
-    out: str = "sae-compare"
-    """Output folder."""
-    model_b: str | None = None
-    """Pruning bridge: a second model (folder or 'minilm') to run A's SAE through on A's corpus."""
-    model: str = "minilm"
-    """Model for SAE folders given as A or B (analysed before the comparison)."""
-    data: str = "docs"
-    """Corpus for SAE folders given as A or B."""
-    max_tokens: int | None = None
-    """Token budget for SAE folders analysed first, and for the pruning bridge (default: A's)."""
-    match_on: str = "auto"
-    """decoder | activation | both (mean of the two; the cosine alone for a silent feature) | auto
-    (both when the tokens are shared, else decoder)."""
-    assignment_limit: int = ASSIGNMENT_LIMIT
-    """Largest width matched one-to-one (linear_sum_assignment); wider SAEs get best partners."""
-    block_rows: int = BLOCK_ROWS
-    """Rows of A per block of the blocked search (memory: block_rows · d_B · 8 bytes)."""
-    split_threshold: float = 0.8
-    """Containment needed for a wide feature to count as a split child of a narrow one."""
-    stable_threshold: float = 0.7
-    """Stability at or above which the browser shows the 'stable' badge."""
-    allow_mismatch: bool = False
-    """Compare analyses of different models or hooks anyway (d_in must still agree)."""
-    write_back: bool = True
-    """Write results/feature_stability_<ts>.parquet into A and B for the browser's badges."""
-    label_a: str | None = None
-    """Name of A in reports and badges (default: the folder name)."""
-    label_b: str | None = None
-    """Name of B in reports and badges (default: the folder name)."""
-    batch_size: int = 8
-    """Windows per forward pass (pruning bridge and SAE folders analysed first)."""
+    a: str = folder_argument(
+        "Analysis folder A (the output of ``sae analyze``), or an SAE folder analysed first."
+    )
+    b: str | None = option(
+        None, argument=True, help="Analysis folder B, or an SAE folder analysed first; omit with --model-b."
+    )
+    out: str = option("sae-compare", help="Output folder.", cli_default=...)
+    model_b: str | None = option(
+        None, help="Pruning bridge: a second model (folder or 'minilm') to run A's SAE through on A's corpus."
+    )
+    model: str = option(
+        "minilm", help="Model for SAE folders given as A or B (analysed before the comparison)."
+    )
+    data: str = option("docs", help="Corpus for SAE folders given as A or B.")
+    max_tokens: int | None = option(
+        None, help="Token budget for SAE folders analysed first, and for the pruning bridge (default: A's)."
+    )
+    match_on: str = option(
+        "auto",
+        help="decoder | activation | both (mean of the two; the cosine alone for a silent feature) | auto "
+        "(both when the tokens are shared, else decoder).",
+    )
+    assignment_limit: int = option(
+        ASSIGNMENT_LIMIT,
+        help="Largest width matched one-to-one (linear_sum_assignment); wider SAEs get best partners.",
+    )
+    block_rows: int = option(
+        BLOCK_ROWS, help="Rows of A per block of the blocked search (memory: block_rows · d_B · 8 bytes)."
+    )
+    split_threshold: float = option(
+        0.8, help="Containment needed for a wide feature to count as a split child of a narrow one."
+    )
+    stable_threshold: float = option(
+        0.7, help="Stability at or above which the browser shows the 'stable' badge."
+    )
+    allow_mismatch: bool = option(
+        False, help="Compare analyses of different models or hooks anyway (d_in must still agree)."
+    )
+    write_back: bool = off_switch(
+        "--no-write-back", "Do not write feature_stability_<ts>.parquet into A and B."
+    )  # results/feature_stability_<ts>.parquet, read by the browser's stability badges
+    label_a: str | None = option(None, help="Name of A in reports and badges (default: the folder name).")
+    label_b: str | None = option(None, help="Name of B in reports and badges (default: the folder name).")
+    batch_size: int = option(
+        8, help="Windows per forward pass (pruning bridge and SAE folders analysed first)."
+    )
     url_a: str | None = None
     """Where A is browsed (e.g. http://127.0.0.1:8765): B's stability badges link there."""
     url_b: str | None = None
@@ -258,63 +269,48 @@ class CompareConfig:
 class ExplainConfig:
     """Options of ``interplab sae explain``."""
 
-    analysis_dir: str = ""
-    """Analysis folder (the output of ``sae analyze``)."""
-    explainer: str = "rules"
-    """rules (built-in, no model) | llm (OpenAI-compatible endpoint) | both."""
-    explainer_url: str | None = None
-    """Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1."""
-    model_name: str | None = None
-    """Model name sent to the endpoint."""
-    api_key_env: str | None = None
-    """Environment variable holding the API key (none: no Authorization header)."""
-    concurrency: int = 4
-    """Requests in flight at once."""
-    max_retries: int = 4
-    """Retries of a request after 429/5xx, a timeout or a refused connection."""
-    timeout: float = 60.0
-    """Seconds per request."""
+    analysis_dir: str = folder_argument("Analysis folder (the output of ``sae analyze``).")
+    explainer: str = option(
+        "rules", help="rules (built-in, no model) | llm (OpenAI-compatible endpoint) | both."
+    )
+    explainer_url: str | None = option(
+        None, help="Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1."
+    )
+    model_name: str | None = option(None, help="Model name sent to the endpoint.")
+    api_key_env: str | None = option(
+        None, help="Environment variable holding the API key (none: no Authorization header)."
+    )
+    concurrency: int = option(4, help="Requests in flight at once.")
+    max_retries: int = option(
+        4, help="Retries of a request after 429/5xx, a timeout or a refused connection."
+    )
+    timeout: float = option(60.0, help="Seconds per request.")
     backoff: float = 1.0
     """First retry delay in seconds (doubles each retry; Retry-After wins)."""
-    cache_dir: str | None = None
-    """Response cache (default DIR/explain_cache)."""
-    features: str | None = None
-    """Features to explain, e.g. 0-99,512 (default: all that fire)."""
-    top_k: int = 10
-    """Strongest activations used for training."""
-    n_train: int = 20
-    """Random activating tokens used for training."""
-    n_heldout: int = 20
-    """Random activating tokens held out for scoring."""
-    n_negatives: int = 2048
-    """Random corpus tokens in the negative pool (half training, half held out)."""
-    window_radius: int = 6
-    """Context tokens each side of an example."""
+    cache_dir: str | None = option(None, help="Response cache (default DIR/explain_cache).")
+    features: str | None = option(None, help="Features to explain, e.g. 0-99,512 (default: all that fire).")
+    top_k: int = option(10, help="Strongest activations used for training.")
+    n_train: int = option(20, help="Random activating tokens used for training.")
+    n_heldout: int = option(20, help="Random activating tokens held out for scoring.")
+    n_negatives: int = option(
+        2048, help="Random corpus tokens in the negative pool (half training, half held out)."
+    )
+    window_radius: int = option(6, help="Context tokens each side of an example.")
     n_llm_examples: int = 10
     """Marked windows shown to the LLM explainer (and per class to the LLM scorer)."""
-    embedding: bool = True
-    """Compute the MiniLM embedding score."""
+    embedding: bool = off_switch("--no-embedding", "Skip the MiniLM embedding score.")
     embedding_windows: int = 10
     """Activating and non-activating windows per feature for the embedding score."""
     embedding_model: str = "minilm"
     """Sentence-embedding model for the embedding score."""
     chunk: int = 1024
     """Features per database query."""
-    seed: int = 0
-    """Seed of every sample."""
+    seed: int = option(0, help="Seed of every sample.")
 
     def validate(self) -> None:
         one_of(self.explainer, EXPLAINERS, "--explainer")
-        for name in ("concurrency", "top_k", "n_heldout", "n_negatives", "chunk", "n_llm_examples"):
-            require(
-                int(getattr(self, name)) >= 1,
-                f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}",
-            )
-        for name in ("n_train", "window_radius", "max_retries", "embedding_windows"):
-            require(
-                int(getattr(self, name)) >= 0,
-                f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(self, name)}",
-            )
+        at_least(self, 1, ("concurrency", "top_k", "n_heldout", "n_negatives", "chunk", "n_llm_examples"))
+        at_least(self, 0, ("n_train", "window_radius", "max_retries", "embedding_windows"))
         require(self.timeout > 0, f"--timeout must be > 0, got {self.timeout}")
         if self.explainer != "rules":
             require(bool(self.explainer_url), f"--explainer {self.explainer} needs --explainer-url")
@@ -336,11 +332,7 @@ class ExplainConfig:
 
 @dataclasses.dataclass
 class MergeConfig:
-    """Options of ``interplab sae merge`` (the CLI takes ``analysis_dir`` as its argument)."""
+    """Options of ``interplab sae merge``."""
 
-    analysis_dir: str = dataclasses.field(
-        default="", metadata={"help": "Folder written by `sae collect` (holding activation_database/)."}
-    )
-    allow_partial: bool = dataclasses.field(
-        default=False, metadata={"help": "Merge the complete shards even if some are missing."}
-    )
+    analysis_dir: str = folder_argument("Folder written by `sae collect` (holding activation_database/).")
+    allow_partial: bool = option(False, help="Merge the complete shards even if some are missing.")

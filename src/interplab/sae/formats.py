@@ -226,10 +226,24 @@ def _threshold_tensor(value: Any, d_sae: int) -> torch.Tensor | None:
     return torch.as_tensor(value, dtype=torch.float32)
 
 
-def _make_cfg(path: Path, arch: str, **kwargs: Any) -> SAEConfig:
-    """SAEConfig that tolerates the intermediate ``batchtopk`` architecture until :func:`_finish`."""
+def _hook_layer(given: Any, hook_name: str | None) -> int | None:
+    """The config's layer, else the one in the hook name."""
+    layer = layer_from_hook_name(hook_name) if given is None else given
+    return None if layer is None else int(layer)
+
+
+def _make_cfg(raw: dict[str, Any], arch: str, k: Any, **kwargs: Any) -> SAEConfig:
+    """SAEConfig with the fields SAELens-style configs (``raw``) share: ``k`` (TopK only),
+    ``apply_b_dec_to_input`` and ``normalize_activations``; it tolerates the intermediate
+    ``batchtopk`` architecture until :func:`_finish`."""
     final = "jumprelu" if arch == "batchtopk" else arch
-    cfg = SAEConfig(architecture=final, **kwargs)
+    cfg = SAEConfig(
+        architecture=final,
+        k=int(k) if k is not None and arch == "topk" else None,
+        apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
+        normalize_activations=_normalize_mode(raw.get("normalize_activations", "none")),
+        **kwargs,
+    )
     if arch == "batchtopk":
         cfg.architecture = "batchtopk"  # resolved to jumprelu in _finish
     return cfg
@@ -271,19 +285,17 @@ def _load_saelens(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
         arch = "topk"
     k = raw.get("k", fn_kwargs.get("k") if isinstance(fn_kwargs, dict) else None)
     hook_name = meta.get("hook_name") or raw.get("hook_name") or raw.get("hook_point")
-    hook_layer = meta.get("hook_layer", raw.get("hook_layer", raw.get("hook_point_layer")))
-    if hook_layer is None:
-        hook_layer = layer_from_hook_name(hook_name)
+    hook_layer = _hook_layer(
+        meta.get("hook_layer", raw.get("hook_layer", raw.get("hook_point_layer"))), hook_name
+    )
     cfg = _make_cfg(
-        cfg_path,
+        raw,
         arch,
+        k,
         d_in=_int(raw, "d_in", cfg_path),
         d_sae=_int(raw, "d_sae", cfg_path),
-        k=int(k) if k is not None and arch == "topk" else None,
-        apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
-        normalize_activations=_normalize_mode(raw.get("normalize_activations", "none")),
         hook_name=hook_name,
-        hook_layer=None if hook_layer is None else int(hook_layer),
+        hook_layer=hook_layer,
         model_name=meta.get("model_name") or raw.get("model_name"),
         source_format="saelens-legacy" if legacy else "saelens",
     )
@@ -388,21 +400,16 @@ def _load_export(folder: Path, dtype: torch.dtype, device: Any) -> SAE:
         arch = _architecture(raw[type_key], cfg_path, type_key)
     else:
         arch = "topk" if k is not None else ("jumprelu" if "threshold" in tensors else "standard")
-    hook_layer = raw.get("hook_layer", raw.get("layer"))
     hook_name = raw.get("hook_name") or raw.get("hook_point")
-    if hook_layer is None:
-        hook_layer = layer_from_hook_name(hook_name)
-    hook_name = _full_hook_name(hook_name, None if hook_layer is None else int(hook_layer))
+    hook_layer = _hook_layer(raw.get("hook_layer", raw.get("layer")), hook_name)
     cfg = _make_cfg(
-        cfg_path,
+        raw,
         arch,
+        k,
         d_in=d_in,
         d_sae=d_sae,
-        k=int(k) if k is not None and arch == "topk" else None,
-        apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
-        normalize_activations=_normalize_mode(raw.get("normalize_activations", "none")),
-        hook_name=hook_name,
-        hook_layer=None if hook_layer is None else int(hook_layer),
+        hook_name=_full_hook_name(hook_name, hook_layer),
+        hook_layer=hook_layer,
         model_name=raw.get("model_name") or raw.get("model"),
         source_format="export",
     )

@@ -89,6 +89,27 @@ def _need(t: dict[str, torch.Tensor], names: tuple[str, ...], file: Path) -> Non
         )
 
 
+def _config(
+    w: dict[str, torch.Tensor], hook_in: str | None, hook_out: str | None, no_hook_out: str, **fields: Any
+) -> SAEConfig:
+    """A transcoder's config from its weights (``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_out]``,
+    ``W_skip`` if any) and hooks, with no ``b_dec`` subtracted from the input; ``no_hook_out`` is the
+    error when the output hook is unknown."""
+    if hook_out is None:
+        raise InterplabError(no_hook_out)
+    d_in, d_sae = (int(n) for n in w["W_enc"].shape)
+    return SAEConfig(
+        d_in=d_in,
+        d_sae=d_sae,
+        d_out=int(w["W_dec"].shape[1]),
+        apply_b_dec_to_input=False,
+        hook_name=hook_in,
+        hook_name_out=hook_out,
+        skip_connection="W_skip" in w,
+        **fields,
+    )
+
+
 def _load_saelens(folder: Path, raw: dict[str, Any]) -> tuple[SAEConfig, dict[str, torch.Tensor]]:
     file = folder / SAELENS_WEIGHTS
     t = _read(file)
@@ -100,25 +121,18 @@ def _load_saelens(folder: Path, raw: dict[str, Any]) -> tuple[SAEConfig, dict[st
     meta = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
     hook_in = _tl_hook(meta.get("hook_name") or raw.get("hook_name"))
     hook_out = _tl_hook(meta.get("hook_name_out") or raw.get("hook_name_out"))
-    if hook_out is None:
-        raise InterplabError(
-            f"{folder / CFG}: transcoder config needs metadata.hook_name_out (the output hook)"
-        )
-    d_in, d_sae = (int(n) for n in t["W_enc"].shape)
-    cfg = SAEConfig(
-        d_in=d_in,
-        d_sae=d_sae,
-        d_out=int(t["W_dec"].shape[1]),
+    w = {n: t[n] for n in names}
+    cfg = _config(
+        w,
+        hook_in,
+        hook_out,
+        f"{folder / CFG}: transcoder config needs metadata.hook_name_out (the output hook)",
         architecture=SAELENS_ARCHS[arch_name],
-        apply_b_dec_to_input=False,
-        hook_name=hook_in,
         hook_layer=_layer(hook_in),
-        hook_name_out=hook_out,
-        skip_connection=skip,
         model_name=meta.get("model_name") or raw.get("model_name"),
         source_format="saelens-transcoder",
     )
-    return cfg, {n: t[n] for n in names}
+    return cfg, w
 
 
 def _layer(hook: str | None) -> int | None:
@@ -137,28 +151,20 @@ def _load_sparsify(folder: Path, raw: dict[str, Any]) -> tuple[SAEConfig, dict[s
     skip = bool(raw.get("skip_connection"))
     _need(t, ("encoder.weight", "encoder.bias", "W_dec", "b_dec") + (("W_skip",) if skip else ()), file)
     hook_in, hook_out, layer = _sparsify_hooks(folder.name)
-    if hook_out is None:
-        raise InterplabError(
-            f"{folder}: a sparsify transcoder folder is named after its module (layers.L or layers.L.mlp), "
-            f"got {folder.name!r}"
-        )
-    d_sae, d_in = (int(n) for n in t["encoder.weight"].shape)
-    cfg = SAEConfig(
-        d_in=d_in,
-        d_sae=d_sae,
-        d_out=int(t["W_dec"].shape[1]),
-        architecture="topk",
-        k=int(raw["k"]) if "k" in raw else None,
-        apply_b_dec_to_input=False,
-        hook_name=hook_in,
-        hook_layer=layer,
-        hook_name_out=hook_out,
-        skip_connection=skip,
-        source_format="sparsify-transcoder",
-    )
     w = {"W_enc": t["encoder.weight"].T, "b_enc": t["encoder.bias"], "W_dec": t["W_dec"], "b_dec": t["b_dec"]}
     if skip:
         w["W_skip"] = t["W_skip"]
+    cfg = _config(
+        w,
+        hook_in,
+        hook_out,
+        f"{folder}: a sparsify transcoder folder is named after its module (layers.L or layers.L.mlp), "
+        f"got {folder.name!r}",
+        architecture="topk",
+        k=int(raw["k"]) if "k" in raw else None,
+        hook_layer=layer,
+        source_format="sparsify-transcoder",
+    )
     return cfg, w
 
 

@@ -54,6 +54,15 @@ class DemoSettings:
     runs_seeds: int = 3
     runs_steps: int | None = None
 
+    def sae_arguments(self) -> dict[str, Any]:
+        """The ``sae_*`` settings as :func:`~interplab.sae.analyzer.run_sae_demo`'s arguments
+        (``sae_tokens`` is its ``max_tokens``)."""
+        named = {
+            k.removeprefix("sae_"): v for k, v in dataclasses.asdict(self).items() if k.startswith("sae_")
+        }
+        named["max_tokens"] = named.pop("tokens")
+        return named
+
 
 @dataclasses.dataclass
 class StepResult:
@@ -158,16 +167,7 @@ def _sae(out: Path, s: DemoSettings) -> tuple[dict[str, Any], dict[str, str]]:
     from interplab.sae.browser.export import export_browser
 
     sae_out = out / "sae"
-    run_sae_demo(
-        sae_out,
-        max_tokens=s.sae_tokens,
-        d_sae=s.sae_d_sae,
-        k=s.sae_k,
-        steps=s.sae_steps,
-        layer=s.sae_layer,
-        ablation_tokens=s.sae_ablation_tokens,
-        ablation_features=s.sae_ablation_features,
-    )
+    run_sae_demo(sae_out, **s.sae_arguments())
     analysis_dir = sae_out / "analysis"
     export_browser(analysis_dir, sae_out / "browser")
     numbers = _sae_numbers(analysis_dir)

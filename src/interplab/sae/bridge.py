@@ -48,68 +48,71 @@ from interplab.sae.model import SAE
 log = logging.getLogger(__name__)
 
 
+class SideSums:
+    """One model's streaming per-feature sums (firing count, Σf, Σf²) and reconstruction quality."""
+
+    def __init__(self, d_sae: int, d_in: int) -> None:
+        self.count = np.zeros(d_sae, np.float64)
+        self.sum = np.zeros(d_sae, np.float64)
+        self.sq = np.zeros(d_sae, np.float64)
+        self.recon = ReconstructionStats(d_in)
+
+    def update(self, f: torch.Tensor, x: torch.Tensor, x_hat: torch.Tensor) -> None:
+        """Add the codes ``f`` (float64) of activations ``x`` and their reconstruction ``x_hat``."""
+        self.recon.update(x, x_hat)
+        self.count += (f > 0).sum(0).numpy()
+        self.sum += f.sum(0).numpy()
+        self.sq += (f * f).sum(0).numpy()
+
+
 @dataclasses.dataclass
 class BridgeStats:
-    """Streaming per-feature sums over the tokens seen by both models."""
+    """Streaming per-feature sums over the tokens seen by both models: each model's sums and the
+    cross term Σ f_a·f_b."""
 
     d_sae: int
     d_in: int
     n_tokens: int = 0
-    count_a: np.ndarray = dataclasses.field(init=False)
-    count_b: np.ndarray = dataclasses.field(init=False)
-    sum_a: np.ndarray = dataclasses.field(init=False)
-    sum_b: np.ndarray = dataclasses.field(init=False)
-    sq_a: np.ndarray = dataclasses.field(init=False)
-    sq_b: np.ndarray = dataclasses.field(init=False)
+    a: SideSums = dataclasses.field(init=False)
+    b: SideSums = dataclasses.field(init=False)
     sum_ab: np.ndarray = dataclasses.field(init=False)
-    recon_a: ReconstructionStats = dataclasses.field(init=False)
-    recon_b: ReconstructionStats = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        for name in ("count_a", "count_b", "sum_a", "sum_b", "sq_a", "sq_b", "sum_ab"):
-            setattr(self, name, np.zeros(self.d_sae, np.float64))
-        self.recon_a = ReconstructionStats(self.d_in)
-        self.recon_b = ReconstructionStats(self.d_in)
+        self.a, self.b = SideSums(self.d_sae, self.d_in), SideSums(self.d_sae, self.d_in)
+        self.sum_ab = np.zeros(self.d_sae, np.float64)
 
     def update(self, x_a: torch.Tensor, x_b: torch.Tensor, sae: SAE) -> None:
         """Add the hooked activations ``[n, d_in]`` of the same tokens in A and B."""
         with torch.no_grad():
             fa, xa_hat = sae.encode_decode(x_a.to(sae.device, sae.dtype))
             fb, xb_hat = sae.encode_decode(x_b.to(sae.device, sae.dtype))
-        self.recon_a.update(x_a, xa_hat)
-        self.recon_b.update(x_b, xb_hat)
         fa, fb = fa.double(), fb.double()
+        self.a.update(fa, x_a, xa_hat)
+        self.b.update(fb, x_b, xb_hat)
         self.n_tokens += int(fa.shape[0])
-        self.count_a += (fa > 0).sum(0).numpy()
-        self.count_b += (fb > 0).sum(0).numpy()
-        self.sum_a += fa.sum(0).numpy()
-        self.sum_b += fb.sum(0).numpy()
-        self.sq_a += (fa * fa).sum(0).numpy()
-        self.sq_b += (fb * fb).sum(0).numpy()
         self.sum_ab += (fa * fb).sum(0).numpy()
 
     def per_feature(self) -> dict[str, np.ndarray]:
         """The per-feature columns (see the module docstring)."""
         n = max(self.n_tokens, 1)
-        rate_a, rate_b = self.count_a / n, self.count_b / n
+        a, b = self.a, self.b
+        rate_a, rate_b = a.count / n, b.count / n
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.where(rate_a > 0, rate_b / np.where(rate_a > 0, rate_a, 1.0), np.nan)
-            va = np.maximum(n * self.sq_a - self.sum_a**2, 0.0)
-            vb = np.maximum(n * self.sq_b - self.sum_b**2, 0.0)
+            va = np.maximum(n * a.sq - a.sum**2, 0.0)
+            vb = np.maximum(n * b.sq - b.sum**2, 0.0)
             den = np.sqrt(va * vb)
-            corr = np.where(
-                den > 0, (n * self.sum_ab - self.sum_a * self.sum_b) / np.where(den > 0, den, 1), np.nan
-            )
+            corr = np.where(den > 0, (n * self.sum_ab - a.sum * b.sum) / np.where(den > 0, den, 1), np.nan)
         return {
             "feature": np.arange(self.d_sae),
             "firing_rate_a": rate_a,
             "firing_rate_b": rate_b,
             "firing_rate_ratio": ratio,
             "activation_corr": np.clip(corr, -1, 1),
-            "mean_activation_a": self.sum_a / n,
-            "mean_activation_b": self.sum_b / n,
-            "died": (self.count_a > 0) & (self.count_b == 0),
-            "appeared": (self.count_a == 0) & (self.count_b > 0),
+            "mean_activation_a": a.sum / n,
+            "mean_activation_b": b.sum / n,
+            "died": (a.count > 0) & (b.count == 0),
+            "appeared": (a.count == 0) & (b.count > 0),
         }
 
 
@@ -192,8 +195,8 @@ def compare_models(cfg: CompareConfig) -> CompareResult:
     cols = stats.per_feature()
     label_a = cfg.label_a or str(fp["model"])
     label_b = cfg.label_b or Path(cfg.model_b).name
-    ev_a = stats.recon_a.result()["explained_variance"]
-    ev_b = stats.recon_b.result()["explained_variance"]
+    ev_a = stats.a.recon.result()["explained_variance"]
+    ev_b = stats.b.recon.result()["explained_variance"]
     alive = cols["firing_rate_a"] > 0
     summary: dict[str, Any] = {
         "analysis": str(side.root.resolve()),

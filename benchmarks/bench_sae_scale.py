@@ -177,9 +177,13 @@ def part_big(root: Path, tokens: int, shard_tokens: int, sizes: list[int], k: in
         out = root / f"big{d}-out"
         secs, rss = wait(start([*collect_args(model, sae, out, tokens, shard_tokens), "--shard", "0/1"], 2))
         m_secs, m_rss = wait(start(["sae", "merge", str(out)], 2))
+        steps = json.loads((out / "manifest.json").read_text()).get("timings", {})
+        results = json.loads(next((out / "results").glob("analysis_results_*.json")).read_text())
         print(
             f"big SAE d_sae {d} k {k}, {tokens} tokens: collect {secs:.0f}s peak {rss / 1024:.2f} GB; "
-            f"merge + analysis {m_secs:.0f}s peak {m_rss / 1024:.2f} GB (target < 8 GB)"
+            f"merge + analysis {m_secs:.0f}s peak {m_rss / 1024:.2f} GB (target < 8 GB); merge steps (s): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in steps.items())
+            + f"; co-occurrence stored non-zeros {results['cooccurrence']['stored_nonzeros']}"
         )
 
 

@@ -491,6 +491,7 @@ def _results(an: SAEAnalyzer, col: CollectionResult, abl: dict[str, Any], dense:
             "metrics": list(cfg.cooccurrence),
             "dense": dense,
             "n_tokens": col.cooccurrence.n_tokens,
+            "stored_nonzeros": None if dense else int(col.cooccurrence.counts().nnz),
             "zero_variance_phi": 0.0,
         },
         "collection": {

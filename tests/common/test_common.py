@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interplab.common.atomic import atomic_path, to_jsonable, write_json, write_jsonl
+from interplab.common.atomic import atomic_path, save_npz, save_sparse, to_jsonable, write_json, write_jsonl
 from interplab.common.config import load_config
 from interplab.common.data import docs_corpus, load_texts
 from interplab.common.errors import InterplabError
@@ -47,6 +47,24 @@ def test_write_jsonl_lines_equal_the_converted_rows(tmp_path: Path) -> None:
     lines = (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()
     assert lines == [json.dumps(to_jsonable(r), ensure_ascii=False) for r in rows]
     assert json.loads(lines[1]) == {"nan": None, "inf": [None], "np": 0.25, "arr": [0, 1, 2]}
+
+
+def test_save_npz_and_save_sparse_read_back_with_numpy_and_scipy(tmp_path: Path) -> None:
+    import scipy.sparse as sp
+
+    arrays = {"a.b": np.arange(7, dtype=np.int32), "v": np.linspace(0, 1, 5), "key": np.array('{"x": 1}')}
+    save_npz(tmp_path / "p.npz", arrays)
+    with np.load(tmp_path / "p.npz", allow_pickle=False) as z:
+        assert sorted(z.files) == sorted(arrays)
+        for name, value in arrays.items():
+            np.testing.assert_array_equal(z[name], value)
+            assert z[name].dtype == value.dtype
+    m = sp.random_array((30, 20), density=0.2, format="csr", dtype=np.float32, rng=0)
+    save_sparse(tmp_path / "m.npz", m)
+    back = sp.load_npz(tmp_path / "m.npz")
+    assert back.format == "csr" and back.dtype == np.float32
+    np.testing.assert_array_equal(back.toarray(), m.toarray())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 
 def test_output_dir_manifest_lists_files(tmp_path: Path) -> None:

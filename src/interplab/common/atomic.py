@@ -139,6 +139,31 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> Path:
     return Path(path)
 
 
+def save_npz(path: str | os.PathLike[str], arrays: dict[str, Any], level: int = 1) -> Path:
+    """Save named arrays as a deflate-compressed ``.npz`` (what ``np.load`` and, for a sparse
+    matrix's arrays, ``scipy.sparse.load_npz`` read) atomically. Level 1 takes about a seventh of
+    the time of ``np.savez_compressed``'s default level for files about 10 % larger."""
+    import zipfile
+
+    with (
+        atomic_path(path) as tmp,
+        zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf,
+    ):
+        for name, value in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
+    return Path(path)
+
+
+def save_sparse(path: str | os.PathLike[str], matrix: Any) -> Path:
+    """Save a scipy sparse matrix as CSR for ``scipy.sparse.load_npz`` (fast compression, atomically)."""
+    import scipy.sparse as sp
+
+    m = sp.csr_matrix(matrix)
+    fields = {"indices": m.indices, "indptr": m.indptr, "format": b"csr", "shape": m.shape, "data": m.data}
+    return save_npz(path, fields)
+
+
 def save_tensor(path: str | os.PathLike[str], tensor: Any) -> Path:
     """Save a tensor or a dict of tensors with ``torch.save`` atomically (load with weights_only=True)."""
     import torch

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from interplab.common.atomic import atomic_path, save_npy, write_json, write_jsonl
+from interplab.common.atomic import save_npy, save_sparse, write_json, write_jsonl
 from interplab.common.errors import InterplabError, one_of, require
 from interplab.common.interrupt import resumable
 from interplab.common.markdown_html import html_beside
@@ -426,8 +426,7 @@ def _similarity_step(
 
 def _save_matrix(od: OutputDir, rel: str, m: np.ndarray | sp.csr_array) -> None:
     if sp.issparse(m):
-        with atomic_path(od.file(rel)) as tmp, tmp.open("wb") as fh:
-            sp.save_npz(fh, sp.csr_matrix(m), compressed=True)
+        save_sparse(od.file(rel), m)
     else:
         save_npy(od.file(rel), m)
 

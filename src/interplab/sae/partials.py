@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from interplab.common.atomic import atomic_path
+from interplab.common.atomic import save_npz
 from interplab.common.errors import InterplabError
 from interplab.sae.collect import restore_state, snapshot_state
 from interplab.sae.cooccurrence import CooccurrenceCounts
@@ -92,8 +92,7 @@ def shard_partial(
 
 def save_partial(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write a partial as a compressed ``.npz`` (co-occurrence pairs dominate; they compress well)."""
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        np.savez_compressed(fh, **arrays)
+    save_npz(path, arrays)
 
 
 def load_partial(path: Path) -> dict[str, np.ndarray]:

@@ -106,6 +106,28 @@ def test_topk_neighbours_exclude_self_and_sort() -> None:
     np.testing.assert_array_equal(sidx, idx)
 
 
+@pytest.mark.parametrize("block", [1, 7, 1 << 22])
+def test_sparse_passes_in_row_blocks_equal_dense(block: int, monkeypatch) -> None:
+    """The sparse metric and top-k work in row blocks of about ``SPARSE_BLOCK`` stored entries; any
+    block size gives the dense path's values and neighbours (ties by column, rows with few
+    candidates padded)."""
+    monkeypatch.setattr("interplab.sae.cooccurrence.SPARSE_BLOCK", block)
+    F = _firing(4)
+    C = _brute_counts(F)
+    dense = dense_metric(C, F.shape[0], "phi")
+    s = sparse_metric(sp.csr_array(C), F.shape[0], "phi")
+    i, j = np.nonzero(C)
+    np.testing.assert_allclose(s.toarray()[i, j], dense[i, j], rtol=1e-6)
+    M = np.round(np.random.default_rng(5).random((40, 40)), 1).astype(np.float32)  # many ties
+    M[np.random.default_rng(6).random((40, 40)) < 0.7] = 0.0  # rows with fewer than k candidates
+    sidx, sval = topk_neighbours(sp.csr_array(M), 6)
+    for r in range(40):
+        cand = [c for c in np.argsort(-M[r], kind="stable") if c != r and M[r, c] != 0][:6]
+        np.testing.assert_array_equal(sidx[r, : len(cand)], cand)
+        np.testing.assert_array_equal(sidx[r, len(cand) :], -1)
+        np.testing.assert_allclose(sval[r, : len(cand)], M[r, cand])
+
+
 def test_stored_matrices_equal_recomputation_from_database(sae_analysis) -> None:
     F = dense_from_db(sae_analysis.db) != 0
     C = _brute_counts(F)

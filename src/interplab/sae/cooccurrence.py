@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -283,18 +284,57 @@ def dense_metric(counts: np.ndarray, n_tokens: int, metric: str) -> np.ndarray:
     return entry.dense(counts, n, float(n_tokens))  # type: ignore[misc]
 
 
+#: stored entries handled at once by the sparse metric and top-k passes (bounds their scratch memory)
+SPARSE_BLOCK = 1 << 22
+
+
+def _row_blocks_of(m: sp.csr_array, block: int = SPARSE_BLOCK) -> Iterator[tuple[int, int]]:
+    """Row ranges ``[s, e)`` of ``m`` holding about ``block`` stored entries each (at least one row)."""
+    d = m.shape[0]
+    s = 0
+    while s < d:
+        e = int(np.searchsorted(m.indptr, m.indptr[s] + block, side="right")) - 1
+        e = min(d, max(e, s + 1))
+        yield s, e
+        s = e
+
+
 def sparse_metric(counts: sp.csr_array, n_tokens: int, metric: str) -> sp.csr_array:
-    """The metric on the stored (co-occurring) pairs only, as a CSR matrix of float32."""
+    """The metric on the stored (co-occurring) pairs only, as a CSR matrix of float32 that shares the
+    counts' structure: 4 bytes per stored pair, computed in row blocks of bounded scratch memory."""
     entry = get_metric(METRICS, metric, "co-occurrence metric")
     counts = sp.csr_array(counts)
     counts.sort_indices()
     n = counts.diagonal().astype(np.float64)
-    i = np.repeat(np.arange(counts.shape[0], dtype=np.int32), np.diff(counts.indptr))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        vals = entry.sparse(counts.data.astype(np.float64), n[i], n[counts.indices], float(n_tokens))  # type: ignore[misc]
-    del i
-    # the counts' structure, shared: the metric costs 4 bytes per stored pair on top of the counts
-    return sp.csr_array((vals.astype(np.float32), counts.indices, counts.indptr), shape=counts.shape)
+    vals = np.empty(counts.nnz, np.float32)
+    for s, e in _row_blocks_of(counts):
+        lo, hi = counts.indptr[s], counts.indptr[e]
+        rows = np.repeat(np.arange(s, e), np.diff(counts.indptr[s : e + 1]))
+        c = counts.data[lo:hi].astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vals[lo:hi] = entry.sparse(c, n[rows], n[counts.indices[lo:hi]], float(n_tokens))  # type: ignore[misc]
+    return sp.csr_array((vals, counts.indices, counts.indptr), shape=counts.shape)
+
+
+def _sparse_topk(m: sp.csr_array, k: int, sign: float, idx_out: np.ndarray, val_out: np.ndarray) -> None:
+    """Top-``k`` of each row of a CSR matrix (itself excluded), ordered as the dense path orders them:
+    value descending (NaN last), ties by column; row blocks bound the scratch memory."""
+    m = sp.csr_array(m)
+    m.sort_indices()
+    for s, e in _row_blocks_of(m):
+        lo, hi = m.indptr[s], m.indptr[e]
+        r = np.repeat(np.arange(s, e), np.diff(m.indptr[s : e + 1]))
+        c = m.indices[lo:hi]
+        v = m.data[lo:hi].astype(np.float32)
+        keep = r != c
+        r, c, v = r[keep], c[keep], v[keep]
+        order = np.lexsort((c, -sign * v, r))
+        r, c, v = r[order], c[order], v[order]
+        starts = np.searchsorted(r, np.arange(s, e))
+        rank = np.arange(r.size) - starts[r - s]
+        sel = rank < k
+        idx_out[r[sel], rank[sel]] = c[sel]
+        val_out[r[sel], rank[sel]] = v[sel]
 
 
 def topk_neighbours(
@@ -310,16 +350,7 @@ def topk_neighbours(
         return idx_out, val_out
     sign = 1.0 if largest else -1.0
     if sp.issparse(matrix):
-        coo = sp.coo_array(matrix)
-        keep = coo.row != coo.col
-        r, c, v = coo.row[keep], coo.col[keep], coo.data[keep].astype(np.float32)
-        order = np.lexsort((c, -sign * v, r))
-        r, c, v = r[order], c[order], v[order]
-        starts = np.searchsorted(r, np.arange(d))
-        rank = np.arange(r.size) - starts[r]
-        sel = rank < k
-        idx_out[r[sel], rank[sel]] = c[sel]
-        val_out[r[sel], rank[sel]] = v[sel]
+        _sparse_topk(matrix, k, sign, idx_out, val_out)
         return idx_out, val_out
     for s in range(0, d, chunk):
         block = np.array(matrix[s : s + chunk], dtype=np.float64) * sign

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -38,7 +39,15 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize(("command", "message"), [("resumes", RESUME_MESSAGE), ("plain", PLAIN_MESSAGE)])
 def test_sigint_message_and_exit_130(command: str, message: str) -> None:
-    res = subprocess.run([sys.executable, "-c", SCRIPT, command], capture_output=True, text=True, timeout=120)
+    # a child inherits an ignored SIGINT (e.g. from a library in this test process, or nohup);
+    # start it with the default disposition, as a command typed in a terminal has
+    res = subprocess.run(
+        [sys.executable, "-c", SCRIPT, command],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert res.returncode == 130
     assert res.stderr.strip().splitlines() == [message]
 

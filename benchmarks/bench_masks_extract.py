@@ -26,9 +26,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _timing import best_time
 from safetensors.torch import load_file, save_file
 
+from interplab.common.timing import best_time
 from interplab.masks import checkpoint_formats as cf
 from interplab.masks.extract import extract_masks
 from interplab.masks.mask_configs import ExtractConfig

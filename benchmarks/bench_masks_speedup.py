@@ -23,8 +23,8 @@ import warnings
 
 import numpy as np
 import torch
-from _timing import best_time
 
+from interplab.common.timing import best_time
 from interplab.masks.permute import permutation_search
 from interplab.masks.roofline import MaskCounts, format_cost, measure_host
 from interplab.masks.tiles import count_nonempty_tiles, total_tiles

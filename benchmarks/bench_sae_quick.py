@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _timing import best_time
 
 from interplab.common.models import load_model
+from interplab.common.timing import best_time
 from interplab.sae.corpus import iter_batches, load_windows
 from interplab.sae.hooks import capture_activations, resolve_hook, run_forward
 from interplab.sae.model import SAE, SAEConfig

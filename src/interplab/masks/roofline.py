@@ -19,12 +19,11 @@ plus v·in·B (read X) and v·out·B (write Y) for every format. nb, nt: non-emp
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
 
 import numpy as np
 
 from interplab.common.errors import InterplabError
+from interplab.common.timing import best_time
 from interplab.masks.nm import complies
 from interplab.masks.tiles import count_nonempty_tiles
 
@@ -59,15 +58,6 @@ PRESETS = {
 }
 
 
-def _best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def measure_host(size: int = 1024, batch: int = 64, repeats: int = 3) -> Machine:
     """The host CPU measured with torch (float32): a CPU has no separate tensor cores, so each
     kernel family's achieved rate is measured on a ``size``² matrix times ``batch`` columns — dense
@@ -80,7 +70,7 @@ def measure_host(size: int = 1024, batch: int = 64, repeats: int = 3) -> Machine
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(size, size, generator=gen)
     x = torch.randn(size, batch, generator=gen)
-    dense = 2.0 * size * size * batch / _best_seconds(lambda: torch.mm(w, x), repeats)
+    dense = 2.0 * size * size * batch / best_time(lambda: torch.mm(w, x), repeats)
     sparse = w * (torch.rand(size, size, generator=gen) < 0.1)
     blocks = torch.rand(size // 16, size // 16, generator=gen) < 0.5
     blocked = w * blocks.repeat_interleave(16, 0).repeat_interleave(16, 1)
@@ -88,11 +78,11 @@ def measure_host(size: int = 1024, batch: int = 64, repeats: int = 3) -> Machine
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
         csr = sparse.to_sparse_csr()
         bsr = blocked.to_sparse_bsr((16, 16))
-        simt = 2.0 * int((sparse != 0).sum()) * batch / _best_seconds(lambda: csr @ x, repeats)
-        block = 2.0 * int(blocks.sum()) * 256 * batch / _best_seconds(lambda: bsr @ x, repeats)
+        simt = 2.0 * int((sparse != 0).sum()) * batch / best_time(lambda: csr @ x, repeats)
+        block = 2.0 * int(blocks.sum()) * 256 * batch / best_time(lambda: bsr @ x, repeats)
     src = torch.empty(32 * 1024 * 1024 // 4)
     dst = torch.empty_like(src)
-    bandwidth = 2.0 * src.numel() * 4 / _best_seconds(lambda: dst.copy_(src), repeats)
+    bandwidth = 2.0 * src.numel() * 4 / best_time(lambda: dst.copy_(src), repeats)
     return Machine(
         f"host CPU ({torch.get_num_threads()} threads)",
         dense,

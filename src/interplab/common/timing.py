@@ -1,4 +1,4 @@
-"""Timing shared by the benchmark scripts (imported from the script's own folder)."""
+"""Best-of wall-clock timing, for measured rates and the benchmark scripts."""
 
 from __future__ import annotations
 

@@ -48,6 +48,16 @@ def write_texts(path: Path, texts: list[str]) -> Path:
     return path
 
 
+#: the result sections computed from the collected statistics and the ablation passes
+STAT_SECTIONS = (
+    "sparsity",
+    "dead_features",
+    "reconstruction",
+    "ablation",
+    "feature_ablation",
+    "feature_stats",
+)
+
 ANALYSIS_OPTIONS: dict[str, Any] = {
     "context_size": CONTEXT,
     "top_k": 5,

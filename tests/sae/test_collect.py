@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from analyze_support import ANALYSIS_OPTIONS, HOOK, LAYER, load_db, run_analysis
+from analyze_support import ANALYSIS_OPTIONS, HOOK, LAYER, STAT_SECTIONS, load_db, run_analysis
 
 from interplab.common.errors import InterplabError
 from interplab.sae.activation_db import ActivationDBWriter
@@ -70,14 +70,7 @@ def test_disk_error_keeps_finished_shards_and_resume_equals_uninterrupted(sae_an
     ref = sae_analysis.result
     for a, b in zip(load_db(db), load_db(sae_analysis.db), strict=True):
         pd.testing.assert_frame_equal(a, b)
-    for key in (
-        "sparsity",
-        "dead_features",
-        "reconstruction",
-        "ablation",
-        "feature_ablation",
-        "feature_stats",
-    ):
+    for key in STAT_SECTIONS:
         assert resumed.results[key] == ref.results[key], key
     for key in ("cooccurrence_counts", "cooccurrence", "similarity", "cooccurrence_topk_indices"):
         np.testing.assert_array_equal(np.load(out / resumed.files[key]), np.load(sae_analysis.file(key)))

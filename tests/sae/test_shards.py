@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from analyze_support import ANALYSIS_OPTIONS, CONTEXT, HOOK, LAYER, load_db
+from analyze_support import ANALYSIS_OPTIONS, CONTEXT, HOOK, LAYER, STAT_SECTIONS, load_db
 
 from interplab.common.errors import InterplabError
 from interplab.sae.launch import CollectConfig, run_collect
@@ -46,14 +46,6 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-ALL_SECTIONS = (
-    "sparsity",
-    "dead_features",
-    "reconstruction",
-    "ablation",
-    "feature_ablation",
-    "feature_stats",
-)
 ALL_MATRICES = ("cooccurrence_counts", "cooccurrence", "cooccurrence_jaccard", "similarity_topk_indices")
 
 
@@ -61,7 +53,7 @@ def _strip(examples: list[dict], keys) -> list[dict]:
     return examples if keys is None else [{k: e.get(k) for k in keys} for e in examples]
 
 
-def assert_same_analysis(a, b, sections=ALL_SECTIONS, matrices=ALL_MATRICES, example_keys=None) -> None:
+def assert_same_analysis(a, b, sections=STAT_SECTIONS, matrices=ALL_MATRICES, example_keys=None) -> None:
     """Two analysis results agree: rows, integers exactly, floats to 1e-6 relative, examples."""
     db_a, db_b = load_db(a.out / "activation_database"), load_db(b.out / "activation_database")
     for x, y in zip(db_a, db_b, strict=True):

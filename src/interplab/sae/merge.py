@@ -374,17 +374,15 @@ def run_merge(analysis_dir: str | Path, allow_partial: bool = False, **options: 
     exactly as ``sae analyze`` does (``options``: see :func:`analyzer_from_database`)."""
     an = analyzer_from_database(analysis_dir, **options)
     manifest = read_manifest(an.out / DATABASE)
-    setup = stored_setup(an, manifest)
-    if setup is None:  # written before the manifest stored the plan: recompute it from the corpus
-        setup = sharded_setup(an)
-        model_dtype = manifest["collect"].get("model_dtype", "float32")
-        if model_dtype != "float32":
-            setup.fingerprint["model_dtype"] = model_dtype
-            setup.config["model_dtype"] = model_dtype
     stored = manifest.get("fingerprint") or {}
-    if setup.fingerprint is stored:  # the merge reads the SAE's decoder itself: the collected one?
-        _refuse_changed(setup.db, {k: stored.get(k) for k in an.sae_identity()}, an.sae_identity())
-    else:
+    setup = stored_setup(an, manifest)
+    if setup is not None:  # the merge reads the SAE's decoder itself: the collected one?
+        identity = an.sae_identity()
+        _refuse_changed(setup.db, {k: stored.get(k) for k in identity}, identity)
+    else:  # written before the manifest stored the plan: recompute it from the corpus
+        setup = sharded_setup(an)
+        setup.fingerprint.update(_dtype_entry(stored))
+        setup.config.update(_dtype_entry(stored))
         _refuse_changed(setup.db, stored, setup.fingerprint)
     merge_into(an, setup, allow_partial=allow_partial)
     collected = manifest["collect"]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from interplab.common.atomic import atomic_path
+from interplab.common.atomic import save_npz
 from interplab.common.models import LoadedModel
 from interplab.sae.activation_db import Shard, iter_shard_tables
 from interplab.sae.layout import DENSE_THRESHOLD, LOGITS_UNIT, FeatureSummary
@@ -112,11 +112,10 @@ def _unit_key(key: dict[str, Any]) -> str:
 
 def save_logit_unit(db: Path, key: dict[str, Any], unit: LogitUnit) -> Path:
     """Store ``unit``, computed for ``key`` (what it depends on), under ``db``."""
-    path = Path(db) / LOGITS_UNIT
     arrays = dict(zip(LOGIT_ARRAYS, unit.effects, strict=True)) if unit.effects is not None else {}
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:
-        np.savez(fh, key=np.array(_unit_key(key)), has_lm_head=np.array(unit.has_lm_head), **arrays)
-    return path
+    return save_npz(
+        Path(db) / LOGITS_UNIT, {"key": _unit_key(key), "has_lm_head": unit.has_lm_head, **arrays}
+    )
 
 
 def load_logit_unit(db: Path, key: dict[str, Any]) -> LogitUnit | None:

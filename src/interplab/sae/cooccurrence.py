@@ -288,14 +288,17 @@ def dense_metric(counts: np.ndarray, n_tokens: int, metric: str) -> np.ndarray:
 SPARSE_BLOCK = 1 << 22
 
 
-def _row_blocks_of(m: sp.csr_array, block: int = SPARSE_BLOCK) -> Iterator[tuple[int, int]]:
-    """Row ranges ``[s, e)`` of ``m`` holding about ``block`` stored entries each (at least one row)."""
+def _entry_blocks(m: sp.csr_array, block: int = SPARSE_BLOCK) -> Iterator[tuple[int, int, slice, np.ndarray]]:
+    """Row ranges ``[s, e)`` of ``m`` holding about ``block`` stored entries each (at least one row):
+    ``(s, e, entries, rows)`` with the slice of those entries in ``m.data`` / ``m.indices`` and the
+    row of each."""
     d = m.shape[0]
     s = 0
     while s < d:
         e = int(np.searchsorted(m.indptr, m.indptr[s] + block, side="right")) - 1
         e = min(d, max(e, s + 1))
-        yield s, e
+        rows = np.repeat(np.arange(s, e), np.diff(m.indptr[s : e + 1]))
+        yield s, e, slice(int(m.indptr[s]), int(m.indptr[e])), rows
         s = e
 
 
@@ -304,15 +307,12 @@ def sparse_metric(counts: sp.csr_array, n_tokens: int, metric: str) -> sp.csr_ar
     counts' structure: 4 bytes per stored pair, computed in row blocks of bounded scratch memory."""
     entry = get_metric(METRICS, metric, "co-occurrence metric")
     counts = sp.csr_array(counts)
-    counts.sort_indices()
     n = counts.diagonal().astype(np.float64)
     vals = np.empty(counts.nnz, np.float32)
-    for s, e in _row_blocks_of(counts):
-        lo, hi = counts.indptr[s], counts.indptr[e]
-        rows = np.repeat(np.arange(s, e), np.diff(counts.indptr[s : e + 1]))
-        c = counts.data[lo:hi].astype(np.float64)
+    for _, _, entries, rows in _entry_blocks(counts):
+        c = counts.data[entries].astype(np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
-            vals[lo:hi] = entry.sparse(c, n[rows], n[counts.indices[lo:hi]], float(n_tokens))  # type: ignore[misc]
+            vals[entries] = entry.sparse(c, n[rows], n[counts.indices[entries]], float(n_tokens))  # type: ignore[misc]
     return sp.csr_array((vals, counts.indices, counts.indptr), shape=counts.shape)
 
 
@@ -320,12 +320,9 @@ def _sparse_topk(m: sp.csr_array, k: int, sign: float, idx_out: np.ndarray, val_
     """Top-``k`` of each row of a CSR matrix (itself excluded), ordered as the dense path orders them:
     value descending (NaN last), ties by column; row blocks bound the scratch memory."""
     m = sp.csr_array(m)
-    m.sort_indices()
-    for s, e in _row_blocks_of(m):
-        lo, hi = m.indptr[s], m.indptr[e]
-        r = np.repeat(np.arange(s, e), np.diff(m.indptr[s : e + 1]))
-        c = m.indices[lo:hi]
-        v = m.data[lo:hi].astype(np.float32)
+    for s, e, entries, r in _entry_blocks(m):
+        c = m.indices[entries]
+        v = m.data[entries].astype(np.float32)
         keep = r != c
         r, c, v = r[keep], c[keep], v[keep]
         order = np.lexsort((c, -sign * v, r))

@@ -91,7 +91,7 @@ class CollectConfig:
         return shard
 
 
-#: the collection options that ``sae collect`` and ``sae analyze`` (``AnalysisConfig``) both name so
+#: collection options ``sae collect`` hands to the analyzer under the same names (``AnalysisConfig``)
 SHARED_WITH_ANALYZE = (
     "context_size", "max_tokens", "top_k", "shard_tokens", "examples_per_quantile",
     "cooccurrence_dense_limit", "ablation_tokens", "ablation_features",

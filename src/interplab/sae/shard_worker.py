@@ -135,7 +135,6 @@ def reconstruction_terms(x: torch.Tensor, x_hat: torch.Tensor) -> dict[str, torc
 
 def add_reconstruction_terms(recon: ReconstructionStats, terms: dict[str, torch.Tensor], n: int) -> None:
     """Add :func:`reconstruction_terms` (host copies) to ``recon``: the same fields as ``update``."""
-
     if n == 0:
         return
     recon.sse += float(terms["sse"])
